@@ -1,0 +1,30 @@
+"""Gunicorn settings of every function: `gunicorn -c python:common.gunicorn_conf ...`.
+
+add_record is CPU-bound through its ffmpeg child: one conversion per worker, about one worker per
+core, a timeout that covers the longest allowed conversion. create_user and get_record are I/O-bound:
+threads per worker. gthread workers keep connections from nginx alive between requests.
+Each value can be overridden by an environment variable of the same name in capitals.
+"""
+
+import multiprocessing
+import os
+
+_FUNCTION = os.environ.get("FUNCTION", "")
+_CORES = multiprocessing.cpu_count()
+_CPU_BOUND = _FUNCTION == "add_record"
+
+bind = os.environ.get("BIND", "0.0.0.0:8000")
+worker_class = "gthread"
+workers = int(os.environ.get("GUNICORN_WORKERS", _CORES if _CPU_BOUND else 2))
+threads = int(os.environ.get("GUNICORN_THREADS", 1 if _CPU_BOUND else 8))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT",
+                             int(float(os.environ.get("FFMPEG_TIMEOUT_S", "900"))) + 60
+                             if _CPU_BOUND else 60))
+graceful_timeout = 30
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", 75))
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info")
+proc_name = f"audiosvc-{_FUNCTION or 'function'}"
+wsgi_app = f"functions.{_FUNCTION}.app:get_app()" if _FUNCTION else None
+control_socket_disable = True

@@ -1,0 +1,49 @@
+"""Validation of user names and of original file names."""
+
+from __future__ import annotations
+
+import unicodedata
+
+MAX_USER_NAME = 64
+MAX_FILE_NAME = 255
+
+
+def is_control(char: str) -> bool:
+    return unicodedata.category(char) == "Cc"
+
+
+def clean_user_name(raw: object) -> str:
+    """The name to store: trimmed, NFC-normalised, 1..64 code points, no control characters.
+
+    Raises ValueError with a reason fit for the client.
+    """
+    if not isinstance(raw, str):
+        raise ValueError("name must be a string")
+    name = unicodedata.normalize("NFC", raw.strip())
+    if not name:
+        raise ValueError("name must not be empty")
+    if len(name) > MAX_USER_NAME:
+        raise ValueError(f"name must be at most {MAX_USER_NAME} characters")
+    if any(is_control(char) for char in name):
+        raise ValueError("name must not contain control characters")
+    return name
+
+
+def file_stem(name: str | None) -> str | None:
+    """The original file name's stem: no directories, no extension, no control characters."""
+    if not name:
+        return None
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(char for char in base if not is_control(char)).strip()
+    stem, dot, _extension = base.rpartition(".")
+    stem = stem if dot and stem else base
+    return stem[:MAX_FILE_NAME].strip() or None
+
+
+def original_name(name: str | None) -> str | None:
+    """The file name as it will be stored: without directories or control characters."""
+    if not name:
+        return None
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(char for char in base if not is_control(char)).strip()
+    return base[:MAX_FILE_NAME] or None

@@ -1,0 +1,103 @@
+"""Records and their MP3 bytes as fixed-size chunk rows.
+
+A record and all of its chunks are written in one transaction (the chunks first, the record row
+last, the foreign key checked at commit): a record is visible whole or not at all. Reads fetch only
+the rows that a byte range touches, a chunk at a time, so no request holds a whole file in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from common.db import record_chunks, records
+
+
+@dataclass(frozen=True)
+class AudioFacts:
+    """What the upload path learnt about the audio, stored beside the MP3."""
+
+    name: str | None
+    channels: int
+    sample_rate: int
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class Record:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    name: str | None
+    channels: int
+    sample_rate: int
+    duration_ms: int
+    size: int
+    sha256: str
+    chunk_bytes: int
+    created_at: datetime
+
+
+class RecordStore:
+    def __init__(self, engine: Engine, chunk_bytes: int, now: Callable[[], datetime],
+                 new_uuid: Callable[[], uuid.UUID] = uuid.uuid4) -> None:
+        self._engine = engine
+        self._chunk_bytes = chunk_bytes
+        self._now = now
+        self._new_uuid = new_uuid
+
+    def save(self, user_id: uuid.UUID, facts: AudioFacts, mp3: BinaryIO) -> uuid.UUID:
+        """Copy the MP3 into chunk rows in bounded pieces, hashing on the way; one transaction."""
+        record_id = self._new_uuid()
+        digest = hashlib.sha256()
+        size = 0
+        mp3.seek(0)
+        with self._engine.begin() as conn:
+            seq = 0
+            while piece := mp3.read(self._chunk_bytes):
+                digest.update(piece)
+                size += len(piece)
+                conn.execute(record_chunks.insert(),
+                             {"record_id": record_id, "seq": seq, "data": piece})
+                seq += 1
+            conn.execute(records.insert(), {
+                "id": record_id, "user_id": user_id, "name": facts.name,
+                "channels": facts.channels, "sample_rate": facts.sample_rate,
+                "duration_ms": facts.duration_ms, "size": size, "sha256": digest.hexdigest(),
+                "chunk_bytes": self._chunk_bytes, "created_at": self._now(),
+            })
+        return record_id
+
+    def find(self, record_id: uuid.UUID, user_id: uuid.UUID) -> Record | None:
+        """The record if it exists and belongs to `user_id` (another user's is as good as none)."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(records).where(records.c.id == record_id, records.c.user_id == user_id)
+            ).mappings().one_or_none()
+        if row is None:
+            return None
+        created_at = row["created_at"]
+        if created_at.tzinfo is None:
+            created_at = created_at.replace(tzinfo=UTC)
+        return Record(**{**row, "created_at": created_at})
+
+    def read(self, record: Record, start: int, stop: int) -> Iterator[bytes]:
+        """Yield bytes [start, stop) of the MP3. Lazy: no connection is opened until iterated."""
+        first, last = start // record.chunk_bytes, (stop - 1) // record.chunk_bytes
+        query = (
+            sa.select(record_chunks.c.seq, record_chunks.c.data)
+            .where(record_chunks.c.record_id == record.id,
+                   record_chunks.c.seq.between(first, last))
+            .order_by(record_chunks.c.seq)
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execution_options(stream_results=True, yield_per=2).execute(query)
+            for seq, data in rows:
+                offset = seq * record.chunk_bytes
+                yield bytes(data[max(start - offset, 0): stop - offset])

@@ -1,0 +1,141 @@
+"""HTTP helpers shared by the functions: JSON errors, domain errors -> statuses, parameters, URLs."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+import sqlalchemy as sa
+
+from common.ffmpeg import ConversionError, ConverterUnavailable
+from common.wav import BadWav, NotWav
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+                   r"(?::[0-9]{1,5})?$")
+_BEARER = re.compile(r"^\s*bearer\s+(\S+)\s*$", re.IGNORECASE)
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
+    """Every error is JSON {"title", "description"}, whatever the client's Accept says."""
+    title = error.title or resp.status
+    body = {"title": title, "description": error.description or title}
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = json.dumps(body, ensure_ascii=False).encode()
+
+
+def unauthorized(description: str = "the user or the token is wrong") -> falcon.HTTPUnauthorized:
+    """The single 401 answer: unknown user and wrong token must not be told apart."""
+    return falcon.HTTPUnauthorized(title="Unauthorized", description=description,
+                                   challenges=["Bearer"])
+
+
+def _raise(status: Callable[..., falcon.HTTPError], title: str
+           ) -> Callable[[falcon.Request, falcon.Response, Exception, dict[str, Any]], None]:
+    def handler(req: falcon.Request, resp: falcon.Response, error: Exception,
+                params: dict[str, Any]) -> None:
+        raise status(title=title, description=str(error))
+    return handler
+
+
+def _database_unavailable(req: falcon.Request, resp: falcon.Response, error: Exception,
+                          params: dict[str, Any]) -> None:
+    raise falcon.HTTPServiceUnavailable(
+        title="Database unavailable",
+        description="the database cannot be reached right now; try again shortly",
+        retry_after=5,
+    )
+
+
+class SecurityHeaders:
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object,
+                         req_succeeded: bool) -> None:
+        resp.set_headers(SECURITY_HEADERS)
+
+
+def create_base_app() -> falcon.App:
+    """A falcon.App with the service's error format, error mapping and response headers."""
+    app = falcon.App(middleware=[SecurityHeaders()])
+    app.set_error_serializer(serialize_error)
+    app.add_error_handler(NotWav, _raise(falcon.HTTPUnsupportedMediaType, "Not a WAV file"))
+    app.add_error_handler(BadWav, _raise(falcon.HTTPUnprocessableEntity, "Undecodable WAV"))
+    app.add_error_handler(ConversionError,
+                          _raise(falcon.HTTPUnprocessableEntity, "Undecodable WAV"))
+    app.add_error_handler(ConverterUnavailable,
+                          _raise(falcon.HTTPServiceUnavailable, "Converter unavailable"))
+    for error in (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError):
+        app.add_error_handler(error, _database_unavailable)
+    return app
+
+
+def uuid_param(req: falcon.Request, name: str, value: str | None = None) -> uuid.UUID:
+    """A required UUID from the query string (or `value` when given): 400 if missing or malformed."""
+    raw = single_param(req, name) if value is None else value
+    if raw is None or raw == "":
+        raise falcon.HTTPBadRequest(title="Missing parameter", description=f"{name} is required")
+    parsed = parse_uuid(raw)
+    if parsed is None:
+        raise falcon.HTTPBadRequest(title="Malformed parameter",
+                                    description=f"{name} must be a UUID")
+    return parsed
+
+
+def single_param(req: falcon.Request, name: str) -> str | None:
+    values = req.get_param_as_list(name)
+    if values is None:
+        return None
+    if len(values) > 1:
+        raise falcon.HTTPBadRequest(title="Ambiguous parameter",
+                                    description=f"{name} is given more than once")
+    return str(values[0])
+
+
+def parse_uuid(raw: str) -> uuid.UUID | None:
+    return uuid.UUID(raw) if _UUID.match(raw) else None
+
+
+def bearer_token(req: falcon.Request) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, if there is one."""
+    header = req.get_header("Authorization")
+    if header is None:
+        return None
+    match = _BEARER.match(header)
+    return match.group(1) if match else None
+
+
+def base_url(req: falcon.Request, public_base_url: str | None) -> str:
+    """scheme://host:port the client called, as the gateway passed it on (or the configured one)."""
+    if public_base_url:
+        return public_base_url.rstrip("/")
+    proto = (req.get_header("X-Forwarded-Proto") or req.scheme).split(",")[0].strip().lower()
+    if proto not in ("http", "https"):
+        proto = req.scheme
+    host = (req.get_header("X-Forwarded-Host") or req.get_header("Host") or "").split(",")[0]
+    host = host.strip()
+    if not _HOST.match(host):
+        raise falcon.HTTPBadRequest(title="Bad Host header",
+                                    description="the Host header is not a valid host[:port]")
+    return f"{proto}://{host}"
+
+
+def max_body(limit: int) -> Callable[[falcon.Request, falcon.Response, object, dict[str, Any]],
+                                     None]:
+    """A hook refusing a declared Content-Length over `limit` before anything is read."""
+    def hook(req: falcon.Request, resp: falcon.Response, resource: object,
+             params: dict[str, Any]) -> None:
+        length = req.content_length
+        if length is not None and length > limit:
+            raise falcon.HTTPContentTooLarge(
+                title="Request body too large",
+                description=f"the body may be at most {limit} bytes",
+            )
+    return hook

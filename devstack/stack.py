@@ -1,0 +1,136 @@
+"""The whole service on loopback without Docker: three gunicorn functions behind nginx.
+
+`make run`, the end-to-end tests and the benchmark all start the service through this module, with
+the same gateway template and the same `bin/run-function` command the images use.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from devstack.gateway import render
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTIONS = ("create_user", "add_record", "get_record")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with status {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+@dataclass
+class Stack:
+    """Processes of one running stack; `start()` returns once the gateway accepts connections."""
+
+    run_dir: Path
+    env: Mapping[str, str]
+    port: int = 8080
+    use_nginx: bool = field(default_factory=lambda: shutil.which("nginx") is not None)
+    function_ports: dict[str, int] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + timeout
+        try:
+            if self.use_nginx:
+                for name in FUNCTIONS:
+                    self.start_function(name)
+                self._start_nginx()
+            else:
+                self._start_dispatcher()
+            for name, process in self.processes.items():
+                port = self.port if name in ("nginx", "dispatcher") else self.function_ports[name]
+                wait_for_port(port, process, deadline)
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_function(self, name: str) -> None:
+        """(Re)start one function on its port (the same port when it ran before)."""
+        port = self.function_ports.setdefault(name, free_port())
+        self._spawn(name, [str(ROOT / "bin" / "run-function"), name],
+                    {"BIND": f"127.0.0.1:{port}"})
+
+    def stop_function(self, name: str) -> None:
+        _terminate(self.processes.pop(name))
+
+    def _start_nginx(self) -> None:
+        env = {**os.environ, **self.env}
+        timeout_s = int(float(env.get("FFMPEG_TIMEOUT_S", "900"))) + 60
+        config = render({
+            "NGINX_PORT": str(self.port),
+            "NGINX_RUN_DIR": str(self.run_dir),
+            "MAX_UPLOAD_BYTES": env.get("MAX_UPLOAD_BYTES", str(1 << 30)),
+            "UPLOAD_TIMEOUT_S": str(timeout_s),
+            **{f"{name.upper()}_UPSTREAM": f"127.0.0.1:{self.function_ports[name]}"
+               for name in FUNCTIONS},
+        })
+        config_path = self.run_dir / "nginx.conf"
+        config_path.write_text(config)
+        self._spawn("nginx", ["nginx", "-e", "stderr", "-p", str(self.run_dir), "-c",
+                              str(config_path), "-g", "daemon off;"], {})
+
+    def _start_dispatcher(self) -> None:
+        self._spawn("dispatcher", [sys.executable, "-m", "gunicorn", "--config",
+                                   "python:common.gunicorn_conf", "devstack.dispatcher:get_app()"],
+                    {"BIND": f"127.0.0.1:{self.port}"})
+
+    def _spawn(self, name: str, args: list[str], extra_env: Mapping[str, str]) -> None:
+        bin_dir = str(Path(sys.executable).parent)
+        env = {**os.environ, **self.env, **extra_env,
+               "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+        log = (self.run_dir / f"{name}.log").open("ab")
+        self._logs.append(log)
+        self.processes[name] = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log,
+                                                stderr=subprocess.STDOUT,
+                                                start_new_session=True)
+
+    def stop(self) -> None:
+        for name in list(self.processes):
+            _terminate(self.processes.pop(name))
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+
+    def log(self, name: str) -> str:
+        return (self.run_dir / f"{name}.log").read_text(errors="replace")
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -1,0 +1,67 @@
+"""POST /record: take a WAV (multipart or raw), convert it to MP3, store it, answer its URL."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from pathlib import Path
+
+import falcon
+
+from common.accounts import Accounts
+from common.config import Settings
+from common.db import create_engine, utc_now
+from common.ffmpeg import EncoderOptions, convert
+from common.names import file_stem, original_name
+from common.storage import AudioFacts, RecordStore
+from common.wav import parse
+from common.web import base_url, create_base_app, max_body, parse_uuid, unauthorized
+from functions.add_record.intake import receive
+
+SPOOL_PREFIX = "audiosvc-upload-"
+
+
+class Records:
+    def __init__(self, accounts: Accounts, store: RecordStore, settings: Settings) -> None:
+        self._accounts = accounts
+        self._store = store
+        self._settings = settings
+        self._encoder = EncoderOptions(bitrate=settings.mp3_bitrate,
+                                       timeout_s=settings.ffmpeg_timeout_s,
+                                       ffmpeg_path=settings.ffmpeg_path)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        max_body(self._settings.max_upload_bytes)(req, resp, self, {})
+        base = base_url(req, self._settings.public_base_url)
+        with tempfile.TemporaryDirectory(prefix=SPOOL_PREFIX, dir=self._settings.spool_dir) as work:
+            wav_path, mp3_path = Path(work) / "in.wav", Path(work) / "out.mp3"
+            upload = receive(req, wav_path, self._settings.max_upload_bytes, self._authenticate)
+            with wav_path.open("rb") as wav_file:
+                wav = parse(wav_file, upload.size)
+            mp3 = convert(wav_path, mp3_path, wav, self._encoder, title=file_stem(upload.file_name))
+            facts = AudioFacts(name=original_name(upload.file_name), channels=wav.channels,
+                               sample_rate=wav.sample_rate, duration_ms=mp3.duration_ms)
+            with mp3_path.open("rb") as mp3_file:
+                record_id = self._store.save(upload.user_id, facts, mp3_file)
+        url = f"{base}/record?id={record_id}&user={upload.user_id}"
+        resp.status = falcon.HTTP_CREATED
+        resp.location = url
+        resp.media = {"id": str(record_id), "url": url}
+
+    def _authenticate(self, user_id: uuid.UUID, token: str | None) -> None:
+        parsed = parse_uuid(token) if token else None
+        if not self._accounts.authenticate(user_id, parsed):
+            raise unauthorized()
+
+
+def create_app(settings: Settings) -> falcon.App:
+    app = create_base_app()
+    engine = create_engine(settings.database_url, settings.db_pool_size)
+    accounts = Accounts(engine, now=utc_now)
+    store = RecordStore(engine, settings.chunk_bytes, now=utc_now)
+    app.add_route("/record", Records(accounts, store, settings))
+    return app
+
+
+def get_app() -> falcon.App:
+    return create_app(Settings.from_env())

@@ -1,0 +1,70 @@
+"""POST /user: create an account and hand out its token, once."""
+
+from __future__ import annotations
+
+import json
+
+import falcon
+
+from common.accounts import Accounts, NameTaken
+from common.config import Settings
+from common.db import create_engine, utc_now
+from common.names import clean_user_name
+from common.web import create_base_app, max_body
+
+MAX_BODY = 64 * 1024
+
+
+class Users:
+    def __init__(self, accounts: Accounts) -> None:
+        self._accounts = accounts
+
+    @falcon.before(max_body(MAX_BODY))
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if req.content_type is None or req.content_type.split(";")[0].strip().lower() != (
+            falcon.MEDIA_JSON
+        ):
+            raise falcon.HTTPUnsupportedMediaType(
+                title="Unsupported media type", description="send the body as application/json"
+            )
+        body = req.bounded_stream.read(MAX_BODY + 1)
+        if len(body) > MAX_BODY:
+            raise falcon.HTTPContentTooLarge(
+                title="Request body too large", description=f"the body may be at most {MAX_BODY} bytes"
+            )
+        name = _name_from(body)
+        try:
+            user = self._accounts.create(name)
+        except NameTaken:
+            raise falcon.HTTPConflict(
+                title="Name taken", description="another user already has this name"
+            ) from None
+        resp.status = falcon.HTTP_CREATED
+        resp.media = {"id": str(user.id), "token": str(user.token)}
+
+
+def _name_from(body: bytes) -> str:
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise falcon.HTTPBadRequest(title="Malformed JSON", description="the body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise falcon.HTTPBadRequest(title="Invalid body", description='send a JSON object {"name": "..."}')
+    raw = document.get("name", document.get("username"))
+    if raw is None:
+        raise falcon.HTTPBadRequest(title="Missing name", description="name is required")
+    try:
+        return clean_user_name(raw)
+    except ValueError as error:
+        raise falcon.HTTPBadRequest(title="Invalid name", description=str(error)) from None
+
+
+def create_app(settings: Settings) -> falcon.App:
+    app = create_base_app()
+    engine = create_engine(settings.database_url, settings.db_pool_size)
+    app.add_route("/user", Users(Accounts(engine, now=utc_now)))
+    return app
+
+
+def get_app() -> falcon.App:
+    return create_app(Settings.from_env())

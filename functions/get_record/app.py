@@ -1,0 +1,75 @@
+"""GET|HEAD /record: the MP3 of one of the user's records, as a static file server would send it."""
+
+from __future__ import annotations
+
+import falcon
+
+from common.config import Settings
+from common.db import create_engine, utc_now
+from common.names import file_stem
+from common.storage import Record, RecordStore
+from common.web import create_base_app, uuid_param
+from functions.get_record.disposition import attachment
+from functions.get_record.ranges import Unsatisfiable, byte_range, if_range_holds, none_match
+
+
+class RecordFile:
+    def __init__(self, store: RecordStore) -> None:
+        self._store = store
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._answer(req, resp, send_body=True)
+
+    def on_head(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._answer(req, resp, send_body=False)
+
+    def _answer(self, req: falcon.Request, resp: falcon.Response, send_body: bool) -> None:
+        record_id = uuid_param(req, "id")
+        user_id = uuid_param(req, "user")
+        record = self._store.find(record_id, user_id)
+        if record is None:
+            raise falcon.HTTPNotFound(title="Not found",
+                                      description="no such record for this user")
+        etag = f'"{record.sha256}"'
+        last_modified = falcon.dt_to_http(record.created_at)
+        resp.etag = etag
+        resp.set_header("Last-Modified", last_modified)
+        resp.set_header("Cache-Control", "private, no-cache")
+        if none_match(req.get_header("If-None-Match"), etag):
+            resp.status = falcon.HTTP_NOT_MODIFIED
+            return
+        resp.accept_ranges = "bytes"
+        start, stop = 0, record.size
+        range_header = req.get_header("Range")
+        if range_header is not None and if_range_holds(req.get_header("If-Range"), etag,
+                                                       last_modified):
+            try:
+                requested = byte_range(range_header, record.size)
+            except Unsatisfiable:
+                raise falcon.HTTPRangeNotSatisfiable(
+                    record.size, title="Range not satisfiable",
+                    description=f"the file has {record.size} bytes") from None
+            if requested is not None:
+                start, stop = requested
+                resp.status = falcon.HTTP_PARTIAL_CONTENT
+                resp.content_range = (start, stop - 1, record.size)
+        resp.content_type = "audio/mpeg"
+        resp.set_header("Content-Disposition", attachment(_stem(record)))
+        resp.content_length = stop - start
+        if send_body:
+            resp.stream = self._store.read(record, start, stop)
+
+
+def _stem(record: Record) -> str:
+    return file_stem(record.name) or str(record.id)
+
+
+def create_app(settings: Settings) -> falcon.App:
+    app = create_base_app()
+    engine = create_engine(settings.database_url, settings.db_pool_size)
+    app.add_route("/record", RecordFile(RecordStore(engine, settings.chunk_bytes, now=utc_now)))
+    return app
+
+
+def get_app() -> falcon.App:
+    return create_app(Settings.from_env())
