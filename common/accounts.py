@@ -32,8 +32,12 @@ def token_hash(token: uuid.UUID) -> bytes:
 
 
 class Accounts:
-    def __init__(self, engine: Engine, now: Callable[[], datetime],
-                 new_uuid: Callable[[], uuid.UUID] = uuid.uuid4) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        now: Callable[[], datetime],
+        new_uuid: Callable[[], uuid.UUID] = uuid.uuid4,
+    ) -> None:
         self._engine = engine
         self._now = now
         self._new_uuid = new_uuid
@@ -44,8 +48,12 @@ class Accounts:
             with self._engine.begin() as conn:
                 conn.execute(
                     users.insert(),
-                    {"id": user.id, "name": name, "token_hash": token_hash(user.token),
-                     "created_at": self._now()},
+                    {
+                        "id": user.id,
+                        "name": name,
+                        "token_hash": token_hash(user.token),
+                        "created_at": self._now(),
+                    },
                 )
         except sa.exc.IntegrityError:
             raise NameTaken(name) from None

@@ -59,7 +59,9 @@ class Settings:
         if self.max_upload_bytes < 1:
             raise ConfigError("MAX_UPLOAD_BYTES must be positive")
         if not _BITRATE.match(self.mp3_bitrate):
-            raise ConfigError(f"MP3_BITRATE must be an MP3 bitrate such as 192k, not {self.mp3_bitrate!r}")
+            raise ConfigError(
+                f"MP3_BITRATE must be an MP3 bitrate such as 192k, not {self.mp3_bitrate!r}"
+            )
         if self.ffmpeg_timeout_s <= 0:
             raise ConfigError("FFMPEG_TIMEOUT_S must be positive")
         if not 256 * KIB <= self.chunk_bytes <= MIB:

@@ -1,4 +1,4 @@
-"""Database access: table definitions (SQLAlchemy Core), one engine per worker process, migrations."""
+"""Database access: tables (SQLAlchemy Core), one engine per worker process, migrations."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from yoyo import get_backend, read_migrations
+
+from common.config import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -41,7 +43,9 @@ records = sa.Table(
 record_chunks = sa.Table(
     "record_chunks",
     metadata,
-    sa.Column("record_id", sa.Uuid, sa.ForeignKey("records.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column(
+        "record_id", sa.Uuid, sa.ForeignKey("records.id", ondelete="CASCADE"), primary_key=True
+    ),
     sa.Column("seq", sa.Integer, primary_key=True),
     sa.Column("data", sa.LargeBinary, nullable=False),
 )
@@ -77,7 +81,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def migrate(url: str) -> None:
-    """Apply every pending migration under yoyo's lock (what `make migrate` and compose's migrate run)."""
+    """Apply every pending migration under yoyo's lock (`make migrate`, compose's migrate)."""
     sa_url = sa.make_url(url)
     if sa_url.get_backend_name() == "sqlite" and sa_url.database:
         Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -88,8 +92,6 @@ def migrate(url: str) -> None:
 
 
 def main() -> None:
-    from common.config import Settings
-
     settings = Settings.from_env()
     migrate(settings.database_url)
     print(f"migrations applied to {sa.make_url(settings.database_url).render_as_string()}")

@@ -47,22 +47,42 @@ def mp3_channels(channels: int) -> int:
     return 1 if channels == 1 else 2
 
 
-def command(source: Path, target: Path, wav: WavInfo, options: EncoderOptions, title: str | None
-            ) -> list[str]:
+def command(
+    source: Path, target: Path, wav: WavInfo, options: EncoderOptions, title: str | None
+) -> list[str]:
     """The exact ffmpeg command line for one conversion (also what the benchmark runs bare)."""
     args = [
-        options.ffmpeg_path, "-nostdin", "-hide_banner", "-loglevel", "error",
-        "-protocol_whitelist", "file",
+        options.ffmpeg_path,
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-protocol_whitelist",
+        "file",
     ]
     if not wav.size_is_trustworthy:
         args += ["-ignore_length", "1"]
     args += [
-        "-f", "wav", "-i", f"file:{source}",
-        "-map", "0:a:0", "-map_metadata", "-1",
-        "-c:a", "libmp3lame", "-b:a", options.bitrate,
-        "-ar", str(mp3_sample_rate(wav.sample_rate)),
-        "-ac", str(mp3_channels(wav.channels)),
-        "-write_xing", "1", "-id3v2_version", "3",
+        "-f",
+        "wav",
+        "-i",
+        f"file:{source}",
+        "-map",
+        "0:a:0",
+        "-map_metadata",
+        "-1",
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        options.bitrate,
+        "-ar",
+        str(mp3_sample_rate(wav.sample_rate)),
+        "-ac",
+        str(mp3_channels(wav.channels)),
+        "-write_xing",
+        "1",
+        "-id3v2_version",
+        "3",
     ]
     if title:
         args += ["-metadata", f"title={title}"]
@@ -70,8 +90,9 @@ def command(source: Path, target: Path, wav: WavInfo, options: EncoderOptions, t
     return args
 
 
-def convert(source: Path, target: Path, wav: WavInfo, options: EncoderOptions,
-            title: str | None = None) -> Mp3Info:
+def convert(
+    source: Path, target: Path, wav: WavInfo, options: EncoderOptions, title: str | None = None
+) -> Mp3Info:
     """Encode `source` into `target`; raise ConversionError with a short reason on any failure."""
     args = command(source, target, wav, options, title)
     try:

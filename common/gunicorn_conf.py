@@ -1,8 +1,8 @@
 """Gunicorn settings of every function: `gunicorn -c python:common.gunicorn_conf ...`.
 
 add_record is CPU-bound through its ffmpeg child: one conversion per worker, about one worker per
-core, a timeout that covers the longest allowed conversion. create_user and get_record are I/O-bound:
-threads per worker. gthread workers keep connections from nginx alive between requests.
+core, a timeout that covers the longest allowed conversion. create_user and get_record are
+I/O-bound: threads per worker. gthread workers keep connections from nginx alive between requests.
 Each value can be overridden by an environment variable of the same name in capitals.
 """
 
@@ -15,13 +15,12 @@ _CPU_BOUND = _FUNCTION == "add_record"
 
 bind = os.environ.get("BIND", "0.0.0.0:8000")
 worker_class = "gthread"
-workers = int(os.environ.get("GUNICORN_WORKERS", _CORES if _CPU_BOUND else 2))
-threads = int(os.environ.get("GUNICORN_THREADS", 1 if _CPU_BOUND else 8))
-timeout = int(os.environ.get("GUNICORN_TIMEOUT",
-                             int(float(os.environ.get("FFMPEG_TIMEOUT_S", "900"))) + 60
-                             if _CPU_BOUND else 60))
+workers = int(os.environ.get("GUNICORN_WORKERS", str(_CORES if _CPU_BOUND else 2)))
+threads = int(os.environ.get("GUNICORN_THREADS", "1" if _CPU_BOUND else "8"))
+_CONVERSION_BUDGET_S = int(float(os.environ.get("FFMPEG_TIMEOUT_S", "900"))) + 60
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", str(_CONVERSION_BUDGET_S if _CPU_BOUND else 60)))
 graceful_timeout = 30
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", 75))
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")

@@ -1,4 +1,4 @@
-"""Reading an MP3's Xing/Info + LAME header: proof that ffmpeg encoded something, and its exact length.
+"""An MP3's Xing/Info + LAME header: proof that ffmpeg encoded something, and its exact length.
 
 The Xing frame counts the audio frames and the LAME tag records the encoder delay and padding, so
 samples = frames * samples_per_frame - delay - padding, without decoding anything.

@@ -45,8 +45,13 @@ class Record:
 
 
 class RecordStore:
-    def __init__(self, engine: Engine, chunk_bytes: int, now: Callable[[], datetime],
-                 new_uuid: Callable[[], uuid.UUID] = uuid.uuid4) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        chunk_bytes: int,
+        now: Callable[[], datetime],
+        new_uuid: Callable[[], uuid.UUID] = uuid.uuid4,
+    ) -> None:
         self._engine = engine
         self._chunk_bytes = chunk_bytes
         self._now = now
@@ -63,23 +68,39 @@ class RecordStore:
             while piece := mp3.read(self._chunk_bytes):
                 digest.update(piece)
                 size += len(piece)
-                conn.execute(record_chunks.insert(),
-                             {"record_id": record_id, "seq": seq, "data": piece})
+                conn.execute(
+                    record_chunks.insert(), {"record_id": record_id, "seq": seq, "data": piece}
+                )
                 seq += 1
-            conn.execute(records.insert(), {
-                "id": record_id, "user_id": user_id, "name": facts.name,
-                "channels": facts.channels, "sample_rate": facts.sample_rate,
-                "duration_ms": facts.duration_ms, "size": size, "sha256": digest.hexdigest(),
-                "chunk_bytes": self._chunk_bytes, "created_at": self._now(),
-            })
+            conn.execute(
+                records.insert(),
+                {
+                    "id": record_id,
+                    "user_id": user_id,
+                    "name": facts.name,
+                    "channels": facts.channels,
+                    "sample_rate": facts.sample_rate,
+                    "duration_ms": facts.duration_ms,
+                    "size": size,
+                    "sha256": digest.hexdigest(),
+                    "chunk_bytes": self._chunk_bytes,
+                    "created_at": self._now(),
+                },
+            )
         return record_id
 
     def find(self, record_id: uuid.UUID, user_id: uuid.UUID) -> Record | None:
         """The record if it exists and belongs to `user_id` (another user's is as good as none)."""
         with self._engine.connect() as conn:
-            row = conn.execute(
-                sa.select(records).where(records.c.id == record_id, records.c.user_id == user_id)
-            ).mappings().one_or_none()
+            row = (
+                conn.execute(
+                    sa.select(records).where(
+                        records.c.id == record_id, records.c.user_id == user_id
+                    )
+                )
+                .mappings()
+                .one_or_none()
+            )
         if row is None:
             return None
         created_at = row["created_at"]
@@ -92,12 +113,11 @@ class RecordStore:
         first, last = start // record.chunk_bytes, (stop - 1) // record.chunk_bytes
         query = (
             sa.select(record_chunks.c.seq, record_chunks.c.data)
-            .where(record_chunks.c.record_id == record.id,
-                   record_chunks.c.seq.between(first, last))
+            .where(record_chunks.c.record_id == record.id, record_chunks.c.seq.between(first, last))
             .order_by(record_chunks.c.seq)
         )
         with self._engine.connect() as conn:
             rows = conn.execution_options(stream_results=True, yield_per=2).execute(query)
             for seq, data in rows:
                 offset = seq * record.chunk_bytes
-                yield bytes(data[max(start - offset, 0): stop - offset])
+                yield bytes(data[max(start - offset, 0) : stop - offset])

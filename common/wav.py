@@ -1,8 +1,8 @@
 """WAV header sniffing: is it RIFF/WAVE (or RF64), and where is its audio.
 
 Python's `wave` module knows only PCM, so the chunks are walked here. The header's sizes are not
-trusted: a WAV written while streaming says 0 or 0xFFFFFFFF, a truncated one claims more than it has;
-the audio actually present is what counts.
+trusted: a WAV written while streaming says 0 or 0xFFFFFFFF, a truncated one claims more than it
+has; the audio actually present is what counts.
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ def parse(stream: BinaryIO, size: int) -> WavInfo:
             return _info(container, fmt, body_offset, chunk_size, size - body_offset)
         if chunk_id in (b"fmt ", b"ds64"):
             if chunk_size > _MAX_HEADER_CHUNK:
-                raise BadWav(f"the WAV's {chunk_id.decode('latin-1').strip()} chunk is implausibly large")
+                raise BadWav(
+                    f"the WAV's {chunk_id.decode('latin-1').strip()} chunk is implausibly large"
+                )
             body = stream.read(chunk_size)
             if len(body) < chunk_size:
                 raise BadWav("the WAV header is truncated")

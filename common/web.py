@@ -1,4 +1,4 @@
-"""HTTP helpers shared by the functions: JSON errors, domain errors -> statuses, parameters, URLs."""
+"""HTTP helpers of the functions: JSON errors, domain errors -> statuses, parameters, URLs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import falcon
 import sqlalchemy as sa
@@ -15,9 +15,12 @@ from common.ffmpeg import ConversionError, ConverterUnavailable
 from common.wav import BadWav, NotWav
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
-                   r"(?::[0-9]{1,5})?$")
+_HOST = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+    r"(?::[0-9]{1,5})?$"
+)
 _BEARER = re.compile(r"^\s*bearer\s+(\S+)\s*$", re.IGNORECASE)
+FunctionApp: TypeAlias = "falcon.App[falcon.Request, falcon.Response]"
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -35,20 +38,25 @@ def serialize_error(req: falcon.Request, resp: falcon.Response, error: falcon.HT
 
 def unauthorized(description: str = "the user or the token is wrong") -> falcon.HTTPUnauthorized:
     """The single 401 answer: unknown user and wrong token must not be told apart."""
-    return falcon.HTTPUnauthorized(title="Unauthorized", description=description,
-                                   challenges=["Bearer"])
+    return falcon.HTTPUnauthorized(
+        title="Unauthorized", description=description, challenges=["Bearer"]
+    )
 
 
-def _raise(status: Callable[..., falcon.HTTPError], title: str
-           ) -> Callable[[falcon.Request, falcon.Response, Exception, dict[str, Any]], None]:
-    def handler(req: falcon.Request, resp: falcon.Response, error: Exception,
-                params: dict[str, Any]) -> None:
+def _raise(
+    status: Callable[..., falcon.HTTPError], title: str
+) -> Callable[[falcon.Request, falcon.Response, Exception, dict[str, Any]], None]:
+    def handler(
+        req: falcon.Request, resp: falcon.Response, error: Exception, params: dict[str, Any]
+    ) -> None:
         raise status(title=title, description=str(error))
+
     return handler
 
 
-def _database_unavailable(req: falcon.Request, resp: falcon.Response, error: Exception,
-                          params: dict[str, Any]) -> None:
+def _database_unavailable(
+    req: falcon.Request, resp: falcon.Response, error: Exception, params: dict[str, Any]
+) -> None:
     raise falcon.HTTPServiceUnavailable(
         title="Database unavailable",
         description="the database cannot be reached right now; try again shortly",
@@ -57,35 +65,39 @@ def _database_unavailable(req: falcon.Request, resp: falcon.Response, error: Exc
 
 
 class SecurityHeaders:
-    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object,
-                         req_succeeded: bool) -> None:
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
         resp.set_headers(SECURITY_HEADERS)
 
 
-def create_base_app() -> falcon.App:
+def create_base_app() -> FunctionApp:
     """A falcon.App with the service's error format, error mapping and response headers."""
     app = falcon.App(middleware=[SecurityHeaders()])
     app.set_error_serializer(serialize_error)
     app.add_error_handler(NotWav, _raise(falcon.HTTPUnsupportedMediaType, "Not a WAV file"))
     app.add_error_handler(BadWav, _raise(falcon.HTTPUnprocessableEntity, "Undecodable WAV"))
-    app.add_error_handler(ConversionError,
-                          _raise(falcon.HTTPUnprocessableEntity, "Undecodable WAV"))
-    app.add_error_handler(ConverterUnavailable,
-                          _raise(falcon.HTTPServiceUnavailable, "Converter unavailable"))
+    app.add_error_handler(
+        ConversionError, _raise(falcon.HTTPUnprocessableEntity, "Undecodable WAV")
+    )
+    app.add_error_handler(
+        ConverterUnavailable, _raise(falcon.HTTPServiceUnavailable, "Converter unavailable")
+    )
     for error in (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError):
         app.add_error_handler(error, _database_unavailable)
     return app
 
 
 def uuid_param(req: falcon.Request, name: str, value: str | None = None) -> uuid.UUID:
-    """A required UUID from the query string (or `value` when given): 400 if missing or malformed."""
+    """A required UUID from the query string (or `value`): 400 if missing or malformed."""
     raw = single_param(req, name) if value is None else value
     if raw is None or raw == "":
         raise falcon.HTTPBadRequest(title="Missing parameter", description=f"{name} is required")
     parsed = parse_uuid(raw)
     if parsed is None:
-        raise falcon.HTTPBadRequest(title="Malformed parameter",
-                                    description=f"{name} must be a UUID")
+        raise falcon.HTTPBadRequest(
+            title="Malformed parameter", description=f"{name} must be a UUID"
+        )
     return parsed
 
 
@@ -94,8 +106,9 @@ def single_param(req: falcon.Request, name: str) -> str | None:
     if values is None:
         return None
     if len(values) > 1:
-        raise falcon.HTTPBadRequest(title="Ambiguous parameter",
-                                    description=f"{name} is given more than once")
+        raise falcon.HTTPBadRequest(
+            title="Ambiguous parameter", description=f"{name} is given more than once"
+        )
     return str(values[0])
 
 
@@ -122,20 +135,25 @@ def base_url(req: falcon.Request, public_base_url: str | None) -> str:
     host = (req.get_header("X-Forwarded-Host") or req.get_header("Host") or "").split(",")[0]
     host = host.strip()
     if not _HOST.match(host):
-        raise falcon.HTTPBadRequest(title="Bad Host header",
-                                    description="the Host header is not a valid host[:port]")
+        raise falcon.HTTPBadRequest(
+            title="Bad Host header", description="the Host header is not a valid host[:port]"
+        )
     return f"{proto}://{host}"
 
 
-def max_body(limit: int) -> Callable[[falcon.Request, falcon.Response, object, dict[str, Any]],
-                                     None]:
+def max_body(
+    limit: int,
+) -> Callable[[falcon.Request, falcon.Response, object, dict[str, Any]], None]:
     """A hook refusing a declared Content-Length over `limit` before anything is read."""
-    def hook(req: falcon.Request, resp: falcon.Response, resource: object,
-             params: dict[str, Any]) -> None:
+
+    def hook(
+        req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]
+    ) -> None:
         length = req.content_length
         if length is not None and length > limit:
             raise falcon.HTTPContentTooLarge(
                 title="Request body too large",
                 description=f"the body may be at most {limit} bytes",
             )
+
     return hook

@@ -21,21 +21,24 @@ def main() -> None:
 
     settings = Settings.from_env()
     migrate(settings.database_url)
-    stack = Stack(run_dir=args.run_dir, env={"DATABASE_URL": settings.database_url},
-                  port=args.port)
+    stack = Stack(run_dir=args.run_dir, env={"DATABASE_URL": settings.database_url}, port=args.port)
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())
     stack.start()
     gateway = "nginx" if stack.use_nginx else "the built-in dispatcher (nginx is not installed)"
-    print(f"serving on {stack.url} through {gateway}; logs in {args.run_dir}; Ctrl-C stops",
-          flush=True)
+    print(
+        f"serving on {stack.url} through {gateway}; logs in {args.run_dir}; Ctrl-C stops",
+        flush=True,
+    )
     try:
         while not stopped.wait(1):
             for name, process in stack.processes.items():
                 if process.poll() is not None:
-                    raise SystemExit(f"{name} exited with status {process.returncode}; "
-                                     f"see {args.run_dir / (name + '.log')}")
+                    raise SystemExit(
+                        f"{name} exited with status {process.returncode}; "
+                        f"see {args.run_dir / (name + '.log')}"
+                    )
     finally:
         stack.stop()
 

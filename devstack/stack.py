@@ -78,8 +78,7 @@ class Stack:
     def start_function(self, name: str) -> None:
         """(Re)start one function on its port (the same port when it ran before)."""
         port = self.function_ports.setdefault(name, free_port())
-        self._spawn(name, [str(ROOT / "bin" / "run-function"), name],
-                    {"BIND": f"127.0.0.1:{port}"})
+        self._spawn(name, [str(ROOT / "bin" / "run-function"), name], {"BIND": f"127.0.0.1:{port}"})
 
     def stop_function(self, name: str) -> None:
         _terminate(self.processes.pop(name))
@@ -87,33 +86,63 @@ class Stack:
     def _start_nginx(self) -> None:
         env = {**os.environ, **self.env}
         timeout_s = int(float(env.get("FFMPEG_TIMEOUT_S", "900"))) + 60
-        config = render({
-            "NGINX_PORT": str(self.port),
-            "NGINX_RUN_DIR": str(self.run_dir),
-            "MAX_UPLOAD_BYTES": env.get("MAX_UPLOAD_BYTES", str(1 << 30)),
-            "UPLOAD_TIMEOUT_S": str(timeout_s),
-            **{f"{name.upper()}_UPSTREAM": f"127.0.0.1:{self.function_ports[name]}"
-               for name in FUNCTIONS},
-        })
+        config = render(
+            {
+                "NGINX_PORT": str(self.port),
+                "NGINX_RUN_DIR": str(self.run_dir),
+                "MAX_UPLOAD_BYTES": env.get("MAX_UPLOAD_BYTES", str(1 << 30)),
+                "UPLOAD_TIMEOUT_S": str(timeout_s),
+                **{
+                    f"{name.upper()}_UPSTREAM": f"127.0.0.1:{self.function_ports[name]}"
+                    for name in FUNCTIONS
+                },
+            }
+        )
         config_path = self.run_dir / "nginx.conf"
         config_path.write_text(config)
-        self._spawn("nginx", ["nginx", "-e", "stderr", "-p", str(self.run_dir), "-c",
-                              str(config_path), "-g", "daemon off;"], {})
+        self._spawn(
+            "nginx",
+            [
+                "nginx",
+                "-e",
+                "stderr",
+                "-p",
+                str(self.run_dir),
+                "-c",
+                str(config_path),
+                "-g",
+                "daemon off;",
+            ],
+            {},
+        )
 
     def _start_dispatcher(self) -> None:
-        self._spawn("dispatcher", [sys.executable, "-m", "gunicorn", "--config",
-                                   "python:common.gunicorn_conf", "devstack.dispatcher:get_app()"],
-                    {"BIND": f"127.0.0.1:{self.port}"})
+        self._spawn(
+            "dispatcher",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--config",
+                "python:common.gunicorn_conf",
+                "devstack.dispatcher:get_app()",
+            ],
+            {"BIND": f"127.0.0.1:{self.port}"},
+        )
 
     def _spawn(self, name: str, args: list[str], extra_env: Mapping[str, str]) -> None:
         bin_dir = str(Path(sys.executable).parent)
-        env = {**os.environ, **self.env, **extra_env,
-               "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+        env = {
+            **os.environ,
+            **self.env,
+            **extra_env,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
         log = (self.run_dir / f"{name}.log").open("ab")
         self._logs.append(log)
-        self.processes[name] = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log,
-                                                stderr=subprocess.STDOUT,
-                                                start_new_session=True)
+        self.processes[name] = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def stop(self) -> None:
         for name in list(self.processes):

@@ -36,7 +36,8 @@ POSTGRESQL = [
     "CREATE INDEX records_user_created ON records (user_id, created_at DESC, id DESC)",
     """
     CREATE TABLE record_chunks (
-        record_id uuid NOT NULL REFERENCES records (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
+        record_id uuid NOT NULL
+            REFERENCES records (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
         seq integer NOT NULL CHECK (seq >= 0),
         data bytea NOT NULL,
         PRIMARY KEY (record_id, seq)
@@ -72,7 +73,8 @@ SQLITE = [
     "CREATE INDEX records_user_created ON records (user_id, created_at DESC, id DESC)",
     """
     CREATE TABLE record_chunks (
-        record_id CHAR(32) NOT NULL REFERENCES records (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
+        record_id CHAR(32) NOT NULL
+            REFERENCES records (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
         seq INTEGER NOT NULL CHECK (seq >= 0),
         data BLOB NOT NULL,
         PRIMARY KEY (record_id, seq)

@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import falcon
+from sqlalchemy.engine import Engine
 
 from common.accounts import Accounts
 from common.config import Settings
@@ -15,7 +16,7 @@ from common.ffmpeg import EncoderOptions, convert
 from common.names import file_stem, original_name
 from common.storage import AudioFacts, RecordStore
 from common.wav import parse
-from common.web import base_url, create_base_app, max_body, parse_uuid, unauthorized
+from common.web import FunctionApp, base_url, create_base_app, max_body, parse_uuid, unauthorized
 from functions.add_record.intake import receive
 
 SPOOL_PREFIX = "audiosvc-upload-"
@@ -26,9 +27,11 @@ class Records:
         self._accounts = accounts
         self._store = store
         self._settings = settings
-        self._encoder = EncoderOptions(bitrate=settings.mp3_bitrate,
-                                       timeout_s=settings.ffmpeg_timeout_s,
-                                       ffmpeg_path=settings.ffmpeg_path)
+        self._encoder = EncoderOptions(
+            bitrate=settings.mp3_bitrate,
+            timeout_s=settings.ffmpeg_timeout_s,
+            ffmpeg_path=settings.ffmpeg_path,
+        )
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         max_body(self._settings.max_upload_bytes)(req, resp, self, {})
@@ -39,8 +42,12 @@ class Records:
             with wav_path.open("rb") as wav_file:
                 wav = parse(wav_file, upload.size)
             mp3 = convert(wav_path, mp3_path, wav, self._encoder, title=file_stem(upload.file_name))
-            facts = AudioFacts(name=original_name(upload.file_name), channels=wav.channels,
-                               sample_rate=wav.sample_rate, duration_ms=mp3.duration_ms)
+            facts = AudioFacts(
+                name=original_name(upload.file_name),
+                channels=wav.channels,
+                sample_rate=wav.sample_rate,
+                duration_ms=mp3.duration_ms,
+            )
             with mp3_path.open("rb") as mp3_file:
                 record_id = self._store.save(upload.user_id, facts, mp3_file)
         url = f"{base}/record?id={record_id}&user={upload.user_id}"
@@ -54,14 +61,15 @@ class Records:
             raise unauthorized()
 
 
-def create_app(settings: Settings) -> falcon.App:
+def create_app(settings: Settings, engine: Engine | None = None) -> FunctionApp:
+    """The function's app; `engine` defaults to a new one for this worker process."""
     app = create_base_app()
-    engine = create_engine(settings.database_url, settings.db_pool_size)
+    engine = engine or create_engine(settings.database_url, settings.db_pool_size)
     accounts = Accounts(engine, now=utc_now)
     store = RecordStore(engine, settings.chunk_bytes, now=utc_now)
     app.add_route("/record", Records(accounts, store, settings))
     return app
 
 
-def get_app() -> falcon.App:
+def get_app() -> FunctionApp:
     return create_app(Settings.from_env())

@@ -2,7 +2,8 @@
 
 Form A is multipart/form-data (fields `user`, `token`, file part `file`); form B is the raw WAV body
 with `?user=` (and `?token=`, `?name=`) in the query string. Either may carry the token as
-`Authorization: Bearer`. The WAV is copied to disk in bounded pieces as it arrives, never held whole.
+`Authorization: Bearer`. The WAV is copied to disk in bounded pieces as it arrives, never held
+whole.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 import falcon
 from falcon.media.multipart import MultipartForm
 
-from common.web import bearer_token, parse_uuid, single_param, uuid_param
 from common.wav import sniff
+from common.web import bearer_token, parse_uuid, single_param, uuid_param
 
 RAW_WAV_TYPES = frozenset({"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"})
 MULTIPART = "multipart/form-data"
@@ -26,6 +27,10 @@ _FIELDS = ("user", "token")
 
 Authenticate = Callable[[uuid.UUID, str | None], None]
 """Raises 401 unless the token (as sent, possibly not a UUID) is the user's."""
+
+
+class Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -52,8 +57,9 @@ def receive(req: falcon.Request, target: Path, limit: int, authenticate: Authent
     )
 
 
-def _receive_raw(req: falcon.Request, target: Path, limit: int,
-                 authenticate: Authenticate) -> Upload:
+def _receive_raw(
+    req: falcon.Request, target: Path, limit: int, authenticate: Authenticate
+) -> Upload:
     user_id = uuid_param(req, "user")
     authenticate(user_id, bearer_token(req) or single_param(req, "token"))
     size = spool(req.bounded_stream, target, limit)
@@ -62,8 +68,9 @@ def _receive_raw(req: falcon.Request, target: Path, limit: int,
     return Upload(user_id=user_id, file_name=single_param(req, "name"), size=size)
 
 
-def _receive_multipart(req: falcon.Request, target: Path, limit: int,
-                       authenticate: Authenticate) -> Upload:
+def _receive_multipart(
+    req: falcon.Request, target: Path, limit: int, authenticate: Authenticate
+) -> Upload:
     fields: dict[str, str] = {}
     file_name: str | None = None
     size: int | None = None
@@ -73,13 +80,15 @@ def _receive_multipart(req: falcon.Request, target: Path, limit: int,
         name = part.name
         if name in _FIELDS:
             if name in fields:
-                raise falcon.HTTPBadRequest(title="Malformed form",
-                                            description=f"{name} is given more than once")
+                raise falcon.HTTPBadRequest(
+                    title="Malformed form", description=f"{name} is given more than once"
+                )
             fields[name] = _text(part.get_data(), name)
         elif name == "file":
             if size is not None:
-                raise falcon.HTTPBadRequest(title="Malformed form",
-                                            description="send exactly one file part")
+                raise falcon.HTTPBadRequest(
+                    title="Malformed form", description="send exactly one file part"
+                )
             if "user" in fields:
                 authenticate(_user(fields), _token(req, fields))
                 authenticated = True
@@ -92,8 +101,9 @@ def _receive_multipart(req: falcon.Request, target: Path, limit: int,
             )
     user_id = _user(fields)
     if size is None or size == 0:
-        raise falcon.HTTPBadRequest(title="Missing file",
-                                    description="the file part is missing or empty")
+        raise falcon.HTTPBadRequest(
+            title="Missing file", description="the file part is missing or empty"
+        )
     if not authenticated:
         authenticate(user_id, _token(req, fields))
     return Upload(user_id=user_id, file_name=file_name, size=size)
@@ -117,12 +127,13 @@ def _text(data: bytes, name: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise falcon.HTTPBadRequest(title="Malformed form",
-                                    description=f"{name} is not UTF-8 text") from None
+        raise falcon.HTTPBadRequest(
+            title="Malformed form", description=f"{name} is not UTF-8 text"
+        ) from None
 
 
-def spool(stream: BinaryIO, target: Path, limit: int) -> int:
-    """Copy `stream` to `target` in bounded pieces; 413 past `limit`, 415 as soon as it is no WAV."""
+def spool(stream: Readable, target: Path, limit: int) -> int:
+    """Copy `stream` to `target` in bounded pieces; 413 past `limit`, 415 once it is no WAV."""
     size = 0
     head = b""
     with target.open("wb") as out:

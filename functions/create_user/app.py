@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 import falcon
+from sqlalchemy.engine import Engine
 
 from common.accounts import Accounts, NameTaken
 from common.config import Settings
 from common.db import create_engine, utc_now
 from common.names import clean_user_name
-from common.web import create_base_app, max_body
+from common.web import FunctionApp, create_base_app, max_body
 
 MAX_BODY = 64 * 1024
 
@@ -30,7 +31,8 @@ class Users:
         body = req.bounded_stream.read(MAX_BODY + 1)
         if len(body) > MAX_BODY:
             raise falcon.HTTPContentTooLarge(
-                title="Request body too large", description=f"the body may be at most {MAX_BODY} bytes"
+                title="Request body too large",
+                description=f"the body may be at most {MAX_BODY} bytes",
             )
         name = _name_from(body)
         try:
@@ -47,9 +49,13 @@ def _name_from(body: bytes) -> str:
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError):
-        raise falcon.HTTPBadRequest(title="Malformed JSON", description="the body is not valid JSON") from None
+        raise falcon.HTTPBadRequest(
+            title="Malformed JSON", description="the body is not valid JSON"
+        ) from None
     if not isinstance(document, dict):
-        raise falcon.HTTPBadRequest(title="Invalid body", description='send a JSON object {"name": "..."}')
+        raise falcon.HTTPBadRequest(
+            title="Invalid body", description='send a JSON object {"name": "..."}'
+        )
     raw = document.get("name", document.get("username"))
     if raw is None:
         raise falcon.HTTPBadRequest(title="Missing name", description="name is required")
@@ -59,12 +65,13 @@ def _name_from(body: bytes) -> str:
         raise falcon.HTTPBadRequest(title="Invalid name", description=str(error)) from None
 
 
-def create_app(settings: Settings) -> falcon.App:
+def create_app(settings: Settings, engine: Engine | None = None) -> FunctionApp:
+    """The function's app; `engine` defaults to a new one for this worker process."""
     app = create_base_app()
-    engine = create_engine(settings.database_url, settings.db_pool_size)
+    engine = engine or create_engine(settings.database_url, settings.db_pool_size)
     app.add_route("/user", Users(Accounts(engine, now=utc_now)))
     return app
 
 
-def get_app() -> falcon.App:
+def get_app() -> FunctionApp:
     return create_app(Settings.from_env())

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import falcon
+from sqlalchemy.engine import Engine
 
 from common.config import Settings
 from common.db import create_engine, utc_now
 from common.names import file_stem
 from common.storage import Record, RecordStore
-from common.web import create_base_app, uuid_param
+from common.web import FunctionApp, create_base_app, uuid_param
 from functions.get_record.disposition import attachment
 from functions.get_record.ranges import Unsatisfiable, byte_range, if_range_holds, none_match
 
@@ -28,8 +29,7 @@ class RecordFile:
         user_id = uuid_param(req, "user")
         record = self._store.find(record_id, user_id)
         if record is None:
-            raise falcon.HTTPNotFound(title="Not found",
-                                      description="no such record for this user")
+            raise falcon.HTTPNotFound(title="Not found", description="no such record for this user")
         etag = f'"{record.sha256}"'
         last_modified = falcon.dt_to_http(record.created_at)
         resp.etag = etag
@@ -41,14 +41,17 @@ class RecordFile:
         resp.accept_ranges = "bytes"
         start, stop = 0, record.size
         range_header = req.get_header("Range")
-        if range_header is not None and if_range_holds(req.get_header("If-Range"), etag,
-                                                       last_modified):
+        if range_header is not None and if_range_holds(
+            req.get_header("If-Range"), etag, last_modified
+        ):
             try:
                 requested = byte_range(range_header, record.size)
             except Unsatisfiable:
                 raise falcon.HTTPRangeNotSatisfiable(
-                    record.size, title="Range not satisfiable",
-                    description=f"the file has {record.size} bytes") from None
+                    record.size,
+                    title="Range not satisfiable",
+                    description=f"the file has {record.size} bytes",
+                ) from None
             if requested is not None:
                 start, stop = requested
                 resp.status = falcon.HTTP_PARTIAL_CONTENT
@@ -64,12 +67,13 @@ def _stem(record: Record) -> str:
     return file_stem(record.name) or str(record.id)
 
 
-def create_app(settings: Settings) -> falcon.App:
+def create_app(settings: Settings, engine: Engine | None = None) -> FunctionApp:
+    """The function's app; `engine` defaults to a new one for this worker process."""
     app = create_base_app()
-    engine = create_engine(settings.database_url, settings.db_pool_size)
+    engine = engine or create_engine(settings.database_url, settings.db_pool_size)
     app.add_route("/record", RecordFile(RecordStore(engine, settings.chunk_bytes, now=utc_now)))
     return app
 
 
-def get_app() -> falcon.App:
+def get_app() -> FunctionApp:
     return create_app(Settings.from_env())

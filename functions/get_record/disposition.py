@@ -8,7 +8,8 @@ _ATTR_CHARS = "!#$&+-.^_`|~"
 
 
 def attachment(stem: str) -> str:
-    fallback = "".join(char if 0x20 <= ord(char) < 0x7F and char not in '"\\' else "_"
-                       for char in stem)
+    fallback = "".join(
+        char if 0x20 <= ord(char) < 0x7F and char not in '"\\' else "_" for char in stem
+    )
     encoded = quote(stem, safe=_ATTR_CHARS)
     return f"attachment; filename=\"{fallback}.mp3\"; filename*=UTF-8''{encoded}.mp3"

@@ -1,0 +1,95 @@
+"""Fixtures: a throwaway PostgreSQL database per test run, settings, the functions' test clients."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import falcon.testing
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from common.config import Settings
+from common.db import create_engine, migrate
+from functions.add_record.app import create_app as add_record_app
+from functions.create_user.app import create_app as create_user_app
+from functions.get_record.app import create_app as get_record_app
+
+DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A database of this run's own on the TEST_DATABASE_URL server, dropped at the end."""
+    server = sa.make_url(os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL))
+    name = f"audiosvc_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = server.set(database=name).render_as_string(hide_password=False)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'audio.sqlite3'}"
+    migrate(url)
+    return url
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def any_database_url(request: pytest.FixtureRequest) -> str:
+    """Both databases the service supports, for tests that must hold on each."""
+    return str(
+        request.getfixturevalue("database_url" if request.param == "postgresql" else "sqlite_url")
+    )
+
+
+@pytest.fixture
+def spool_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "spool"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str, spool_dir: Path) -> Settings:
+    return Settings(database_url=database_url, spool_dir=str(spool_dir), ffmpeg_timeout_s=60)
+
+
+@pytest.fixture
+def create_user_client(settings: Settings, engine: Engine) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(create_user_app(settings, engine))
+
+
+@pytest.fixture
+def add_record_client(settings: Settings, engine: Engine) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(add_record_app(settings, engine))
+
+
+@pytest.fixture
+def get_record_client(settings: Settings, engine: Engine) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(get_record_app(settings, engine))
+
+
+@pytest.fixture
+def user(create_user_client: falcon.testing.TestClient) -> dict[str, str]:
+    result = create_user_client.simulate_post("/user", json={"name": f"user-{uuid.uuid4()}"})
+    assert result.status_code == 201
+    return dict(result.json)

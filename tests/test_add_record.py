@@ -1,0 +1,293 @@
+"""POST /record through falcon.testing, on the real PostgreSQL and the real ffmpeg."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from falcon.testing import TestClient
+from sqlalchemy.engine import Engine
+
+from common.db import record_chunks, records
+from functions.add_record.app import create_app
+from tests.wavs import fmt_chunk, pcm16, riff
+
+WAV = pcm16(1.0, 44100, 2)
+
+
+def multipart(fields: dict[str, str], files: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = b""
+    for name, value in fields.items():
+        body += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        ).encode()
+    for name, filename, data in files:
+        body += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+            f'filename="{filename}"\r\nContent-Type: audio/wav\r\n\r\n'
+        ).encode()
+        body += data + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def post_multipart(
+    client: TestClient, fields: dict[str, str], files: list[tuple[str, str, bytes]], **headers: str
+) -> Any:
+    body, content_type = multipart(fields, files)
+    return client.simulate_post(
+        "/record",
+        body=body,
+        headers={"Content-Type": content_type, "Host": "example.org:8080", **headers},
+    )
+
+
+def post_raw(
+    client: TestClient,
+    params: dict[str, str],
+    body: bytes,
+    content_type: str = "audio/wav",
+    **headers: str,
+) -> Any:
+    return client.simulate_post(
+        "/record",
+        params=params,
+        body=body,
+        headers={"Content-Type": content_type, "Host": "example.org:8080", **headers},
+    )
+
+
+def count_records(engine: Engine) -> tuple[int, int]:
+    with engine.connect() as conn:
+        return (
+            conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one(),
+            conn.execute(sa.select(sa.func.count()).select_from(record_chunks)).scalar_one(),
+        )
+
+
+def test_multipart_upload_is_stored(
+    add_record_client: TestClient, user: dict[str, str], engine: Engine
+) -> None:
+    result = post_multipart(
+        add_record_client,
+        {"user": user["id"], "token": user["token"]},
+        [("file", "My take.wav", WAV)],
+    )
+    assert result.status_code == 201
+    record_id = result.json["id"]
+    expected = f"http://example.org:8080/record?id={record_id}&user={user['id']}"
+    assert result.json["url"] == expected
+    assert result.headers["location"] == expected
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(records).where(records.c.id == uuid.UUID(record_id))).one()
+        sizes = conn.execute(
+            sa.select(sa.func.sum(sa.func.length(record_chunks.c.data))).where(
+                record_chunks.c.record_id == row.id
+            )
+        ).scalar_one()
+    assert (row.name, row.channels, row.sample_rate) == ("My take.wav", 2, 44100)
+    assert row.duration_ms == pytest.approx(1000, abs=60)
+    assert sizes == row.size
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave", "Audio/WAV; codecs=1"],
+)
+def test_raw_upload_with_bearer(
+    add_record_client: TestClient, user: dict[str, str], content_type: str
+) -> None:
+    result = post_raw(
+        add_record_client,
+        {"user": user["id"], "name": "raw.wav"},
+        WAV,
+        content_type,
+        Authorization=f"Bearer {user['token']}",
+    )
+    assert result.status_code == 201, result.text
+
+
+def test_raw_upload_with_token_parameter(
+    add_record_client: TestClient, user: dict[str, str]
+) -> None:
+    result = post_raw(add_record_client, {"user": user["id"], "token": user["token"]}, WAV)
+    assert result.status_code == 201
+
+
+def test_multipart_with_bearer_and_file_before_fields(
+    add_record_client: TestClient, user: dict[str, str]
+) -> None:
+    body, content_type = multipart({}, [("file", "a.wav", WAV)])
+    body = body.replace(b"--\r\n", b"\r\n", 1)
+    boundary = content_type.split("=")[1]
+    body = body[: body.rindex(f"--{boundary}".encode())]
+    body += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="user"\r\n\r\n'
+        f"{user['id']}\r\n--{boundary}--\r\n"
+    ).encode()
+    result = add_record_client.simulate_post(
+        "/record",
+        body=body,
+        headers={"Content-Type": content_type, "Authorization": f"Bearer {user['token']}"},
+    )
+    assert result.status_code == 201, result.text
+
+
+def test_public_base_url_wins(settings: Any, engine: Engine, user: dict[str, str]) -> None:
+    client = TestClient(
+        create_app(replace(settings, public_base_url="https://audio.example/"), engine)
+    )
+    result = post_raw(client, {"user": user["id"], "token": user["token"]}, WAV)
+    assert result.json["url"].startswith("https://audio.example/record?id=")
+
+
+def test_forwarded_proto_and_host_are_used(
+    add_record_client: TestClient, user: dict[str, str]
+) -> None:
+    result = post_raw(
+        add_record_client,
+        {"user": user["id"], "token": user["token"]},
+        WAV,
+        **{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "gw.example:8443"},
+    )
+    assert result.json["url"].startswith("https://gw.example:8443/record?id=")
+
+
+ERROR_CASES = [
+    ("no user", lambda u: ({"token": u["token"]}, WAV, "audio/wav"), 400),
+    ("malformed user", lambda u: ({"user": "nope", "token": u["token"]}, WAV, "audio/wav"), 400),
+    ("empty body", lambda u: ({"user": u["id"], "token": u["token"]}, b"", "audio/wav"), 400),
+    ("no token", lambda u: ({"user": u["id"]}, WAV, "audio/wav"), 401),
+    (
+        "wrong token",
+        lambda u: ({"user": u["id"], "token": str(uuid.uuid4())}, WAV, "audio/wav"),
+        401,
+    ),
+    ("token not a uuid", lambda u: ({"user": u["id"], "token": "secret"}, WAV, "audio/wav"), 401),
+    (
+        "unknown user",
+        lambda u: ({"user": str(uuid.uuid4()), "token": u["token"]}, WAV, "audio/wav"),
+        401,
+    ),
+    (
+        "text",
+        lambda u: ({"user": u["id"], "token": u["token"]}, b"just some text here", "audio/wav"),
+        415,
+    ),
+    (
+        "wrong content type",
+        lambda u: ({"user": u["id"], "token": u["token"]}, WAV, "application/octet-stream"),
+        415,
+    ),
+    (
+        "no fmt",
+        lambda u: (
+            {"user": u["id"], "token": u["token"]},
+            riff([(b"data", bytes(1000))]),
+            "audio/wav",
+        ),
+        422,
+    ),
+    (
+        "zero samples",
+        lambda u: (
+            {"user": u["id"], "token": u["token"]},
+            riff([(b"fmt ", fmt_chunk(1, 1, 8000, 16)), (b"data", b"")]),
+            "audio/wav",
+        ),
+        422,
+    ),
+    (
+        "unknown codec",
+        lambda u: (
+            {"user": u["id"], "token": u["token"]},
+            riff([(b"fmt ", fmt_chunk(0x2222, 1, 8000, 16)), (b"data", bytes(8000))]),
+            "audio/wav",
+        ),
+        422,
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "build", "status"), ERROR_CASES, ids=[c[0] for c in ERROR_CASES])
+def test_raw_errors_store_nothing_and_leave_no_file(
+    add_record_client: TestClient,
+    user: dict[str, str],
+    engine: Engine,
+    spool_dir: Path,
+    case: str,
+    build: Any,
+    status: int,
+) -> None:
+    before = count_records(engine)
+    params, body, content_type = build(user)
+    result = post_raw(add_record_client, params, body, content_type)
+    assert result.status_code == status, result.text
+    assert result.headers["content-type"] == "application/json"
+    assert result.json["description"]
+    if status == 401:
+        assert result.headers["www-authenticate"] == "Bearer"
+        assert result.json["description"] == "the user or the token is wrong"
+    assert count_records(engine) == before
+    assert list(spool_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "files", "status"),
+    [
+        ({"token": "T"}, [("file", "a.wav", WAV)], 400),
+        ({"user": "U", "token": "T"}, [], 400),
+        ({"user": "U", "token": "T"}, [("file", "a.wav", b"")], 400),
+        ({"user": "U", "token": "T"}, [("file", "a.wav", WAV), ("file", "b.wav", WAV)], 400),
+        ({"user": "U", "token": "T"}, [("upload", "a.wav", WAV)], 400),
+        ({"user": "U", "token": "T", "user_id": "x"}, [("file", "a.wav", WAV)], 400),
+        ({"user": "U", "token": "wrong"}, [("file", "a.wav", WAV)], 401),
+        ({"user": "U", "token": "T"}, [("file", "a.wav", b"ID3\x04not a wav at all")], 415),
+    ],
+)
+def test_multipart_errors(
+    add_record_client: TestClient,
+    user: dict[str, str],
+    engine: Engine,
+    spool_dir: Path,
+    fields: dict[str, str],
+    files: list[tuple[str, str, bytes]],
+    status: int,
+) -> None:
+    before = count_records(engine)
+    values = {
+        k: v.replace("U", user["id"]).replace("T", user["token"]) if len(v) == 1 else v
+        for k, v in fields.items()
+    }
+    result = post_multipart(add_record_client, values, files)
+    assert result.status_code == status, result.text
+    assert result.json["description"]
+    assert count_records(engine) == before
+    assert list(spool_dir.iterdir()) == []
+
+
+def test_malformed_multipart_is_400(add_record_client: TestClient) -> None:
+    result = add_record_client.simulate_post(
+        "/record",
+        body=b"--x\r\ngarbage",
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+    )
+    assert result.status_code == 400
+    result = add_record_client.simulate_post(
+        "/record", body=b"whatever", headers={"Content-Type": "multipart/form-data"}
+    )
+    assert result.status_code == 400
+
+
+def test_over_limit_is_413(
+    settings: Any, engine: Engine, user: dict[str, str], spool_dir: Path
+) -> None:
+    client = TestClient(create_app(replace(settings, max_upload_bytes=len(WAV) - 1), engine))
+    result = post_raw(client, {"user": user["id"], "token": user["token"]}, WAV)
+    assert result.status_code == 413
+    assert list(spool_dir.iterdir()) == []

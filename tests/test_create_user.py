@@ -1,0 +1,96 @@
+"""POST /user through falcon.testing, on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import sqlalchemy as sa
+from falcon.testing import TestClient
+from sqlalchemy.engine import Engine
+
+from common.db import users
+
+
+def unique(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def test_created_user_gets_id_and_token(create_user_client: TestClient, engine: Engine) -> None:
+    name = unique("Вася")
+    result = create_user_client.simulate_post("/user", json={"name": f"  {name}\t"})
+    assert result.status_code == 201
+    user_id, token = uuid.UUID(result.json["id"]), uuid.UUID(result.json["token"])
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(users).where(users.c.id == user_id)).one()
+    assert row.name == name
+    assert row.token_hash == hashlib.sha256(token.bytes).digest()
+    assert str(token).encode() not in row.token_hash
+
+
+def test_username_is_an_alias(create_user_client: TestClient) -> None:
+    result = create_user_client.simulate_post("/user", json={"username": unique()})
+    assert result.status_code == 201
+
+
+def test_taken_name_is_409(create_user_client: TestClient) -> None:
+    name = unique()
+    assert create_user_client.simulate_post("/user", json={"name": name}).status_code == 201
+    result = create_user_client.simulate_post("/user", json={"name": f" {name} "})
+    assert result.status_code == 409
+    assert result.json["title"] == "Name taken"
+
+
+def test_bad_bodies_are_400_with_a_reason(create_user_client: TestClient) -> None:
+    cases = [
+        b"{",
+        b"[]",
+        b'"x"',
+        b"{}",
+        b'{"name": ""}',
+        b'{"name": 7}',
+        b'{"name": "a\\u0000"}',
+        b'{"name": "' + b"x" * 65 + b'"}',
+        b"\xff\xfe",
+    ]
+    for body in cases:
+        result = create_user_client.simulate_post(
+            "/user", body=body, headers={"Content-Type": "application/json"}
+        )
+        assert result.status_code == 400, body
+        assert result.headers["content-type"] == "application/json"
+        assert set(result.json) == {"title", "description"}
+
+
+def test_wrong_content_type_is_415(create_user_client: TestClient) -> None:
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"Content-Type": content_type} if content_type else {}
+        result = create_user_client.simulate_post("/user", body=b'{"name": "x"}', headers=headers)
+        assert result.status_code == 415
+
+
+def test_json_with_charset_is_accepted(create_user_client: TestClient) -> None:
+    result = create_user_client.simulate_post(
+        "/user",
+        body=f'{{"name": "{unique()}"}}'.encode(),
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
+    assert result.status_code == 201
+
+
+def test_body_over_64_kib_is_413(create_user_client: TestClient) -> None:
+    body = b'{"name": "x", "pad": "' + b"x" * 65536 + b'"}'
+    result = create_user_client.simulate_post(
+        "/user", body=body, headers={"Content-Type": "application/json"}
+    )
+    assert result.status_code == 413
+
+
+def test_errors_are_json_whatever_accept_says(create_user_client: TestClient) -> None:
+    result = create_user_client.simulate_get("/nope", headers={"Accept": "text/html"})
+    assert result.status_code == 404
+    assert result.headers["content-type"] == "application/json"
+    assert result.json["title"]
+    result = create_user_client.simulate_get("/user", headers={"Accept": "text/html"})
+    assert result.status_code == 405
+    assert result.json["description"]

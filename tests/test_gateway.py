@@ -1,0 +1,279 @@
+"""End to end: nginx in front of three gunicorn functions, PostgreSQL and ffmpeg, all real."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from devstack.stack import Stack, free_port, wait_for_port
+from tests.wavs import pcm16
+
+pytestmark = pytest.mark.skipif(
+    subprocess.run(["which", "nginx"], capture_output=True, check=False).returncode != 0,
+    reason="nginx is not installed (make test installs it through .ci/run)",
+)
+
+UPLOAD_LIMIT = 8 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    spool = tmp_path_factory.mktemp("spool")
+    stack = Stack(
+        run_dir=tmp_path_factory.mktemp("gateway"),
+        port=free_port(),
+        use_nginx=True,
+        env={
+            "DATABASE_URL": database_url,
+            "MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
+            "SPOOL_DIR": str(spool),
+            "GUNICORN_WORKERS": "2",
+        },
+    )
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def account(stack: Stack) -> dict[str, str]:
+    result = requests.post(f"{stack.url}/user", json={"name": f"e2e-{uuid.uuid4()}"}, timeout=10)
+    assert result.status_code == 201
+    return dict(result.json())
+
+
+def decoded(mp3: bytes, tmp_path: Path) -> dict[str, Any]:
+    path = tmp_path / "got.mp3"
+    path.write_bytes(mp3)
+    fields = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=codec_name,channels,sample_rate",
+            "-of",
+            "default=noprint_wrappers=1",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    info: dict[str, Any] = dict(line.split("=", 1) for line in fields.splitlines())
+    pcm = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    info["seconds"] = len(pcm) / (2 * int(info["channels"]) * int(info["sample_rate"]))
+    return info
+
+
+def test_multipart_upload_and_download(
+    stack: Stack, account: dict[str, str], tmp_path: Path
+) -> None:
+    wav = pcm16(5.0, 44100, 2)
+    result = requests.post(
+        f"{stack.url}/record",
+        data={"user": account["id"], "token": account["token"]},
+        files={"file": ("take one.wav", wav, "audio/wav")},
+        timeout=60,
+    )
+    assert result.status_code == 201, result.text
+    url = result.json()["url"]
+    assert (
+        url == f"http://127.0.0.1:{stack.port}/record?id={result.json()['id']}&user={account['id']}"
+    )
+    assert result.headers["Location"] == url
+    download = requests.get(url, timeout=30)
+    assert download.status_code == 200
+    assert download.headers["Content-Type"] == "audio/mpeg"
+    assert 'filename="take one.mp3"' in download.headers["Content-Disposition"]
+    info = decoded(download.content, tmp_path)
+    assert (info["codec_name"], info["channels"], info["sample_rate"]) == ("mp3", "2", "44100")
+    assert info["seconds"] == pytest.approx(5.0, rel=0.01)
+
+
+def test_raw_upload_with_bearer_keeps_the_host_port_the_client_used(
+    stack: Stack, account: dict[str, str], tmp_path: Path
+) -> None:
+    wav = pcm16(2.0, 96000, 1)
+    result = requests.post(
+        f"{stack.url}/record",
+        params={"user": account["id"]},
+        data=wav,
+        headers={
+            "Content-Type": "audio/wav",
+            "Host": "audio.test:8080",
+            "Authorization": f"Bearer {account['token']}",
+        },
+        timeout=60,
+    )
+    assert result.status_code == 201, result.text
+    assert result.json()["url"].startswith("http://audio.test:8080/record?id=")
+    download = requests.get(
+        f"{stack.url}/record", params={"id": result.json()["id"], "user": account["id"]}, timeout=30
+    )
+    info = decoded(download.content, tmp_path)
+    assert (info["channels"], info["sample_rate"]) == ("1", "48000")
+    assert info["seconds"] == pytest.approx(2.0, abs=0.06)
+
+
+def test_ranges_head_and_304_through_the_gateway(stack: Stack, account: dict[str, str]) -> None:
+    created = requests.post(
+        f"{stack.url}/record",
+        params={"user": account["id"], "token": account["token"]},
+        data=pcm16(3.0),
+        headers={"Content-Type": "audio/x-wav"},
+        timeout=60,
+    )
+    url = created.json()["url"]
+    whole = requests.get(url, timeout=30)
+    part = requests.get(url, headers={"Range": "bytes=-1000"}, timeout=30)
+    assert part.status_code == 206
+    assert part.content == whole.content[-1000:]
+    head = requests.head(url, timeout=30)
+    assert head.status_code == 200
+    assert head.headers["Content-Length"] == str(len(whole.content))
+    assert head.content == b""
+    cached = requests.get(url, headers={"If-None-Match": whole.headers["ETag"]}, timeout=30)
+    assert cached.status_code == 304
+    assert cached.headers["ETag"] == whole.headers["ETag"]
+    beyond = requests.get(url, headers={"Range": f"bytes={len(whole.content)}-"}, timeout=30)
+    assert beyond.status_code == 416
+
+
+def test_another_users_record_is_404(stack: Stack, account: dict[str, str]) -> None:
+    created = requests.post(
+        f"{stack.url}/record",
+        params={"user": account["id"], "token": account["token"]},
+        data=pcm16(1.0),
+        headers={"Content-Type": "audio/wav"},
+        timeout=60,
+    )
+    other = requests.post(
+        f"{stack.url}/user", json={"name": f"other-{uuid.uuid4()}"}, timeout=10
+    ).json()
+    result = requests.get(
+        f"{stack.url}/record", params={"id": created.json()["id"], "user": other["id"]}, timeout=30
+    )
+    assert result.status_code == 404
+    assert result.json()["description"]
+
+
+def error_requests(url: str, account: dict[str, str]) -> list[tuple[str, dict[str, Any], int]]:
+    auth = {"user": account["id"], "token": account["token"]}
+    return [
+        (
+            "POST",
+            {"url": f"{url}/user", "data": b"{", "headers": {"Content-Type": "application/json"}},
+            400,
+        ),
+        ("POST", {"url": f"{url}/user", "json": {"name": "x" * 65}}, 400),
+        ("POST", {"url": f"{url}/user", "data": b"name=x"}, 415),
+        (
+            "POST",
+            {
+                "url": f"{url}/record",
+                "params": {"token": account["token"]},
+                "data": pcm16(0.1),
+                "headers": {"Content-Type": "audio/wav"},
+            },
+            400,
+        ),
+        (
+            "POST",
+            {
+                "url": f"{url}/record",
+                "params": {"user": account["id"]},
+                "data": pcm16(0.1),
+                "headers": {"Content-Type": "audio/wav"},
+            },
+            401,
+        ),
+        (
+            "POST",
+            {
+                "url": f"{url}/record",
+                "params": auth,
+                "data": b"plain text, not audio",
+                "headers": {"Content-Type": "audio/wav"},
+            },
+            415,
+        ),
+        (
+            "POST",
+            {
+                "url": f"{url}/record",
+                "params": auth,
+                "data": b"RIFF\x04\x00\x00\x00WAVE",
+                "headers": {"Content-Type": "audio/wav"},
+            },
+            422,
+        ),
+        (
+            "POST",
+            {
+                "url": f"{url}/record",
+                "params": auth,
+                "data": bytes(UPLOAD_LIMIT + 1),
+                "headers": {"Content-Type": "audio/wav"},
+            },
+            413,
+        ),
+        ("GET", {"url": f"{url}/record", "params": {"id": "nope"}}, 400),
+        (
+            "GET",
+            {"url": f"{url}/record", "params": {"id": str(uuid.uuid4()), "user": account["id"]}},
+            404,
+        ),
+        ("GET", {"url": f"{url}/elsewhere"}, 404),
+        ("PUT", {"url": f"{url}/record"}, 405),
+        ("DELETE", {"url": f"{url}/user"}, 405),
+    ]
+
+
+def test_every_error_is_json_with_a_reason(stack: Stack, account: dict[str, str]) -> None:
+    for method, kwargs, status in error_requests(stack.url, account):
+        result = requests.request(method, timeout=30, **kwargs)
+        assert result.status_code == status, (method, kwargs["url"], result.text)
+        assert result.headers["Content-Type"].startswith("application/json")
+        body = result.json()
+        assert body["title"], body
+        assert body["description"], body
+        if status == 401:
+            assert result.headers["WWW-Authenticate"] == "Bearer"
+        if status == 405:
+            assert result.headers["Allow"] in ("POST", "GET, HEAD, POST")
+
+
+def test_a_function_down_gives_502_json_then_recovers(
+    stack: Stack, account: dict[str, str]
+) -> None:
+    stack.stop_function("create_user")
+    try:
+        result = requests.post(f"{stack.url}/user", json={"name": "nobody"}, timeout=10)
+        assert result.status_code == 502
+        assert result.json()["title"] == "Bad Gateway"
+    finally:
+        stack.start_function("create_user")
+    wait_for_port(
+        stack.function_ports["create_user"], stack.processes["create_user"], time.monotonic() + 20
+    )
+    result = requests.post(f"{stack.url}/user", json={"name": f"back-{uuid.uuid4()}"}, timeout=10)
+    assert result.status_code == 201
+
+
+def test_server_tokens_are_hidden(stack: Stack) -> None:
+    result = requests.get(f"{stack.url}/nothing", timeout=10)
+    assert result.headers["Server"] == "nginx"

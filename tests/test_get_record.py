@@ -1,0 +1,164 @@
+"""GET|HEAD /record through falcon.testing: whole file, ranges, conditional requests."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from falcon.testing import TestClient
+
+from functions.add_record.app import create_app as create_add
+from functions.get_record.app import create_app as create_get
+from tests.wavs import pcm16
+
+
+@pytest.fixture
+def stored(
+    add_record_client: TestClient, get_record_client: TestClient, user: dict[str, str]
+) -> dict[str, Any]:
+    result = add_record_client.simulate_post(
+        "/record",
+        params={"user": user["id"], "name": 'Запись "1".wav'},
+        body=pcm16(3.0),
+        headers={"Content-Type": "audio/wav", "Authorization": f"Bearer {user['token']}"},
+    )
+    assert result.status_code == 201
+    params = {"id": result.json["id"], "user": user["id"]}
+    whole = get_record_client.simulate_get("/record", params=params)
+    return {"params": params, "body": whole.content, "etag": whole.headers["etag"], "user": user}
+
+
+def test_whole_file(get_record_client: TestClient, stored: dict[str, Any]) -> None:
+    result = get_record_client.simulate_get("/record", params=stored["params"])
+    body = result.content
+    assert result.status_code == 200
+    assert result.headers["content-type"] == "audio/mpeg"
+    assert int(result.headers["content-length"]) == len(body)
+    assert result.headers["accept-ranges"] == "bytes"
+    assert result.headers["etag"] == f'"{hashlib.sha256(body).hexdigest()}"'
+    assert result.headers["content-disposition"] == (
+        'attachment; filename="______ _1_.mp3"; '
+        "filename*=UTF-8''%D0%97%D0%B0%D0%BF%D0%B8%D1%81%D1%8C%20%221%22.mp3"
+    )
+    assert body[:3] == b"ID3"
+
+
+def test_chunk_boundaries_are_seamless(settings: Any, engine: Any, user: dict[str, str]) -> None:
+    small = replace(settings, chunk_bytes=256 * 1024)
+    upload = TestClient(create_add(small, engine)).simulate_post(
+        "/record",
+        params={"user": user["id"], "token": user["token"]},
+        body=pcm16(40.0),
+        headers={"Content-Type": "audio/wav"},
+    )
+    params = {"id": upload.json["id"], "user": user["id"]}
+    client = TestClient(create_get(small, engine))
+    body = client.simulate_get("/record", params=params).content
+    assert len(body) > 3 * 256 * 1024
+    for start, stop in [
+        (0, 10),
+        (256 * 1024 - 5, 256 * 1024 + 5),
+        (100, 600_000),
+        (len(body) - 7, len(body)),
+    ]:
+        part = client.simulate_get(
+            "/record", params=params, headers={"Range": f"bytes={start}-{stop - 1}"}
+        )
+        assert part.status_code == 206
+        assert part.content == body[start:stop]
+        assert part.headers["content-range"] == f"bytes {start}-{stop - 1}/{len(body)}"
+
+
+@pytest.mark.parametrize("header", ["bytes=0-99", "bytes=100-", "bytes=-100", "bytes=5-5"])
+def test_ranges(get_record_client: TestClient, stored: dict[str, Any], header: str) -> None:
+    body = stored["body"]
+    result = get_record_client.simulate_get(
+        "/record", params=stored["params"], headers={"Range": header}
+    )
+    first, last = header.removeprefix("bytes=").split("-")
+    if first == "":
+        start, stop = len(body) - int(last), len(body)
+    else:
+        start, stop = int(first), (int(last) + 1 if last else len(body))
+    assert result.status_code == 206
+    assert result.content == body[start:stop]
+    assert result.headers["content-range"] == f"bytes {start}-{stop - 1}/{len(body)}"
+    assert int(result.headers["content-length"]) == stop - start
+
+
+def test_unsatisfiable_range_is_416(get_record_client: TestClient, stored: dict[str, Any]) -> None:
+    size = len(stored["body"])
+    result = get_record_client.simulate_get(
+        "/record", params=stored["params"], headers={"Range": f"bytes={size}-"}
+    )
+    assert result.status_code == 416
+    assert result.headers["content-range"] == f"bytes */{size}"
+    assert result.json["description"]
+
+
+def test_multiple_ranges_get_the_whole_file(
+    get_record_client: TestClient, stored: dict[str, Any]
+) -> None:
+    result = get_record_client.simulate_get(
+        "/record", params=stored["params"], headers={"Range": "bytes=0-1,4-5"}
+    )
+    assert result.status_code == 200
+    assert result.content == stored["body"]
+
+
+def test_head_sends_headers_only(get_record_client: TestClient, stored: dict[str, Any]) -> None:
+    result = get_record_client.simulate_head("/record", params=stored["params"])
+    assert result.status_code == 200
+    assert result.content == b""
+    assert int(result.headers["content-length"]) == len(stored["body"])
+    assert result.headers["etag"] == stored["etag"]
+
+
+def test_if_none_match_is_304(get_record_client: TestClient, stored: dict[str, Any]) -> None:
+    for method in (get_record_client.simulate_get, get_record_client.simulate_head):
+        result = method(
+            "/record", params=stored["params"], headers={"If-None-Match": stored["etag"]}
+        )
+        assert result.status_code == 304
+        assert result.headers["etag"] == stored["etag"]
+        assert result.content == b""
+
+
+def test_if_range(get_record_client: TestClient, stored: dict[str, Any]) -> None:
+    params = stored["params"]
+    matching = get_record_client.simulate_get(
+        "/record", params=params, headers={"Range": "bytes=0-9", "If-Range": stored["etag"]}
+    )
+    assert matching.status_code == 206
+    stale = get_record_client.simulate_get(
+        "/record", params=params, headers={"Range": "bytes=0-9", "If-Range": '"stale"'}
+    )
+    assert stale.status_code == 200
+    assert stale.content == stored["body"]
+
+
+def test_another_users_record_is_404(
+    get_record_client: TestClient, stored: dict[str, Any], create_user_client: TestClient
+) -> None:
+    other = create_user_client.simulate_post("/user", json={"name": f"o-{uuid.uuid4()}"}).json
+    for params in (
+        {**stored["params"], "user": other["id"]},
+        {**stored["params"], "id": str(uuid.uuid4())},
+    ):
+        result = get_record_client.simulate_get("/record", params=params)
+        assert result.status_code == 404
+        assert result.json["description"]
+
+
+@pytest.mark.parametrize(
+    "params", [{}, {"id": "x"}, {"user": "x"}, {"id": "1", "user": "2"}, {"id": str(uuid.uuid4())}]
+)
+def test_missing_or_malformed_ids_are_400(
+    get_record_client: TestClient, params: dict[str, str]
+) -> None:
+    result = get_record_client.simulate_get("/record", params=params)
+    assert result.status_code == 400
+    assert result.json["description"]

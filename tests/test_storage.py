@@ -1,0 +1,106 @@
+"""Records and chunk rows on both databases: all or nothing, reads by byte range."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from common.accounts import Accounts, NameTaken
+from common.db import create_engine, record_chunks, records, utc_now
+from common.storage import AudioFacts, RecordStore
+
+CHUNK = 256 * 1024
+FACTS = AudioFacts(name="a.wav", channels=2, sample_rate=44100, duration_ms=1000)
+
+
+@pytest.fixture
+def db(any_database_url: str) -> Iterator[Engine]:
+    engine = create_engine(any_database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def owner(db: Engine) -> uuid.UUID:
+    return Accounts(db, utc_now).create(f"owner-{uuid.uuid4()}").id
+
+
+class FailingAfter(io.BytesIO):
+    """An MP3 file whose reading fails part-way, like a worker dying mid-copy."""
+
+    def __init__(self, data: bytes, fail_at: int) -> None:
+        super().__init__(data)
+        self._fail_at = fail_at
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.tell() >= self._fail_at:
+            raise OSError("disk gone")
+        return super().read(size)
+
+
+def rows(db: Engine, record_id: uuid.UUID) -> tuple[int, int]:
+    with db.connect() as conn:
+        return (
+            conn.execute(
+                sa.select(sa.func.count()).select_from(records).where(records.c.id == record_id)
+            ).scalar_one(),
+            conn.execute(
+                sa.select(sa.func.count())
+                .select_from(record_chunks)
+                .where(record_chunks.c.record_id == record_id)
+            ).scalar_one(),
+        )
+
+
+def test_save_and_read_back_any_range(db: Engine, owner: uuid.UUID) -> None:
+    data = bytes(range(256)) * 5000
+    store = RecordStore(db, CHUNK, utc_now)
+    record_id = store.save(owner, FACTS, io.BytesIO(data))
+    record = store.find(record_id, owner)
+    assert record is not None
+    assert (record.size, record.chunk_bytes) == (len(data), CHUNK)
+    assert rows(db, record_id) == (1, 5)
+    for start, stop in [
+        (0, len(data)),
+        (CHUNK - 1, CHUNK + 1),
+        (3 * CHUNK, 3 * CHUNK + 10),
+        (len(data) - 1, len(data)),
+    ]:
+        assert b"".join(store.read(record, start, stop)) == data[start:stop]
+
+
+def test_a_failed_copy_leaves_nothing_behind(db: Engine, owner: uuid.UUID) -> None:
+    fixed = uuid.uuid4()
+    store = RecordStore(db, CHUNK, utc_now, new_uuid=lambda: fixed)
+    with pytest.raises(OSError, match="disk gone"):
+        store.save(owner, FACTS, FailingAfter(bytes(4 * CHUNK), fail_at=2 * CHUNK))
+    assert rows(db, fixed) == (0, 0)
+    assert store.find(fixed, owner) is None
+
+
+def test_another_owner_finds_nothing(db: Engine, owner: uuid.UUID) -> None:
+    store = RecordStore(db, CHUNK, utc_now)
+    record_id = store.save(owner, FACTS, io.BytesIO(b"x" * 10))
+    assert store.find(record_id, uuid.uuid4()) is None
+
+
+def test_tokens_authenticate_only_their_user(db: Engine) -> None:
+    accounts = Accounts(db, utc_now)
+    alice, bob = accounts.create(f"a-{uuid.uuid4()}"), accounts.create(f"b-{uuid.uuid4()}")
+    assert accounts.authenticate(alice.id, alice.token)
+    assert not accounts.authenticate(alice.id, bob.token)
+    assert not accounts.authenticate(uuid.uuid4(), alice.token)
+    assert not accounts.authenticate(alice.id, None)
+
+
+def test_names_are_unique(db: Engine) -> None:
+    accounts = Accounts(db, utc_now)
+    name = f"same-{uuid.uuid4()}"
+    accounts.create(name)
+    with pytest.raises(NameTaken):
+        accounts.create(name)
