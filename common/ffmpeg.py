@@ -26,6 +26,10 @@ class ConversionError(Exception):
         self.reason = reason
 
 
+class ConversionTimeout(ConversionError):
+    """The conversion outlasted FFMPEG_TIMEOUT_S; ffmpeg was killed (422)."""
+
+
 class ConverterUnavailable(Exception):
     """The ffmpeg binary cannot be run at all: a deployment fault, not the client's (503)."""
 
@@ -107,7 +111,7 @@ def convert(
     except FileNotFoundError:
         raise ConverterUnavailable(f"{options.ffmpeg_path} is not installed") from None
     except subprocess.TimeoutExpired:
-        raise ConversionError(
+        raise ConversionTimeout(
             f"the conversion took longer than {options.timeout_s:g} s and was stopped"
         ) from None
     if result.returncode != 0:

@@ -3,27 +3,33 @@
 add_record is CPU-bound through its ffmpeg child: one conversion per worker, about one worker per
 core, a timeout that covers the longest allowed conversion. create_user and get_record are
 I/O-bound: threads per worker. gthread workers keep connections from nginx alive between requests.
-Each value can be overridden by an environment variable of the same name in capitals.
+Each value can be overridden by an environment variable (unset or empty: the default).
 """
 
 import multiprocessing
 import os
 
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    return int(raw) if raw.strip() else default
+
+
 _FUNCTION = os.environ.get("FUNCTION", "")
 _CORES = multiprocessing.cpu_count()
 _CPU_BOUND = _FUNCTION == "add_record"
+_CONVERSION_BUDGET_S = int(float(os.environ.get("FFMPEG_TIMEOUT_S") or "900")) + 60
 
-bind = os.environ.get("BIND", "0.0.0.0:8000")
+bind = os.environ.get("BIND") or "0.0.0.0:8000"
 worker_class = "gthread"
-workers = int(os.environ.get("GUNICORN_WORKERS", str(_CORES if _CPU_BOUND else 2)))
-threads = int(os.environ.get("GUNICORN_THREADS", "1" if _CPU_BOUND else "8"))
-_CONVERSION_BUDGET_S = int(float(os.environ.get("FFMPEG_TIMEOUT_S", "900"))) + 60
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", str(_CONVERSION_BUDGET_S if _CPU_BOUND else 60)))
+workers = _env_int("GUNICORN_WORKERS", _CORES if _CPU_BOUND else 2)
+threads = _env_int("GUNICORN_THREADS", 1 if _CPU_BOUND else 8)
+timeout = _env_int("GUNICORN_TIMEOUT", _CONVERSION_BUDGET_S if _CPU_BOUND else 60)
 graceful_timeout = 30
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
+keepalive = _env_int("GUNICORN_KEEPALIVE", 75)
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info")
+loglevel = os.environ.get("LOG_LEVEL") or "info"
 proc_name = f"audiosvc-{_FUNCTION or 'function'}"
 wsgi_app = f"functions.{_FUNCTION}.app:get_app()" if _FUNCTION else None
 control_socket_disable = True

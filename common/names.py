@@ -6,6 +6,11 @@ import unicodedata
 
 MAX_USER_NAME = 64
 MAX_FILE_NAME = 255
+WHITESPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+"""Unicode White_Space; str.strip() would also eat U+001C..U+001F, which are controls."""
 
 
 def is_control(char: str) -> bool:
@@ -13,20 +18,20 @@ def is_control(char: str) -> bool:
 
 
 def clean_user_name(raw: object) -> str:
-    """The name to store: trimmed, NFC-normalised, 1..64 code points, no control characters.
+    """The name to store: trimmed, 1..64 code points as sent, no control characters; stored NFC.
 
     Raises ValueError with a reason fit for the client.
     """
     if not isinstance(raw, str):
         raise ValueError("name must be a string")
-    name = unicodedata.normalize("NFC", raw.strip())
+    name = raw.strip(WHITESPACE)
     if not name:
         raise ValueError("name must not be empty")
     if len(name) > MAX_USER_NAME:
         raise ValueError(f"name must be at most {MAX_USER_NAME} characters")
     if any(is_control(char) for char in name):
         raise ValueError("name must not contain control characters")
-    return name
+    return unicodedata.normalize("NFC", name)
 
 
 def file_stem(name: str | None) -> str | None:

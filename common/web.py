@@ -11,7 +11,7 @@ from typing import Any, TypeAlias
 import falcon
 import sqlalchemy as sa
 
-from common.ffmpeg import ConversionError, ConverterUnavailable
+from common.ffmpeg import ConversionError, ConversionTimeout, ConverterUnavailable
 from common.wav import BadWav, NotWav
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -79,6 +79,9 @@ def create_base_app() -> FunctionApp:
     app.add_error_handler(BadWav, _raise(falcon.HTTPUnprocessableEntity, "Undecodable WAV"))
     app.add_error_handler(
         ConversionError, _raise(falcon.HTTPUnprocessableEntity, "Undecodable WAV")
+    )
+    app.add_error_handler(
+        ConversionTimeout, _raise(falcon.HTTPUnprocessableEntity, "Conversion too long")
     )
     app.add_error_handler(
         ConverterUnavailable, _raise(falcon.HTTPServiceUnavailable, "Converter unavailable")

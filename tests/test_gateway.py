@@ -181,6 +181,7 @@ def error_requests(url: str, account: dict[str, str]) -> list[tuple[str, dict[st
         ),
         ("POST", {"url": f"{url}/user", "json": {"name": "x" * 65}}, 400),
         ("POST", {"url": f"{url}/user", "data": b"name=x"}, 415),
+        ("POST", {"url": f"{url}/user", "json": {"name": "x", "pad": "x" * 70000}}, 413),
         (
             "POST",
             {

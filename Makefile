@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make run` (the service on :8080) and `make test` (the suite).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8080
+TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+export TEST_DATABASE_URL
+
+.PHONY: run test migrate lint check-containers venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[test]'
+	touch $@
+
+run: venv  ## migrate, then serve the gateway and the three functions on :$(PORT)
+	$(BIN)/python -m devstack --port $(PORT)
+
+migrate: venv  ## apply the migrations to DATABASE_URL (default: the embedded SQLite file)
+	$(BIN)/python -m common.db
+
+test: venv  ## the whole suite against TEST_DATABASE_URL, in a throwaway database
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict common functions devstack
+
+check-containers: venv  ## docker-compose.yml against the compose schema, the Dockerfile with hadolint
+	PATH="$(CURDIR)/$(BIN):$$PATH" docker/check
+
+clean:
+	rm -rf $(VENV) .run var .mypy_cache .ruff_cache .pytest_cache
