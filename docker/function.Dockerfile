@@ -15,11 +15,11 @@
 FROM python:3.11-slim-bookworm AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /build
-# Only pyproject.toml, so this layer is rebuilt when the dependencies change, not on every code edit.
-COPY pyproject.toml ./
+# Only the dependency list and its pins, so this layer is rebuilt when they change, not on code edits.
+COPY pyproject.toml constraints.txt ./
 RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('requirements.txt', 'w').write('\n'.join(deps) + '\n')" \
     && python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir --requirement requirements.txt
+    && /opt/venv/bin/pip install --no-cache-dir --constraint constraints.txt --requirement requirements.txt
 
 # ---- app: the files every function image carries, collected once -----------------------------------
 FROM scratch AS app
