@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import replace
 
 import sqlalchemy as sa
 from falcon.testing import TestClient
 from sqlalchemy.engine import Engine
 
+from common.config import Settings
 from common.db import users
+from functions.create_user.app import create_app
 
 
 def unique(prefix: str = "user") -> str:
@@ -94,3 +97,12 @@ def test_errors_are_json_whatever_accept_says(create_user_client: TestClient) ->
     result = create_user_client.simulate_get("/user", headers={"Accept": "text/html"})
     assert result.status_code == 405
     assert result.json["description"]
+
+
+def test_database_down_is_503_json(settings: Settings) -> None:
+    down = replace(settings, database_url="postgresql+psycopg://postgres@127.0.0.1:1/none")
+    client = TestClient(create_app(down))
+    result = client.simulate_post("/user", json={"name": unique()})
+    assert result.status_code == 503
+    assert result.headers["retry-after"] == "5"
+    assert result.json["title"] == "Database unavailable"
