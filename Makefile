@@ -7,7 +7,7 @@ PORT ?= 8080
 TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 export TEST_DATABASE_URL
 
-.PHONY: run test migrate lint check-containers venv clean
+.PHONY: run test migrate lint check-containers bench venv clean
 
 venv: $(VENV)/.installed
 
@@ -26,10 +26,13 @@ migrate: venv  ## apply the migrations to DATABASE_URL (default: the embedded SQ
 test: venv  ## the whole suite against TEST_DATABASE_URL, in a throwaway database
 	$(BIN)/python -m pytest
 
+bench: venv  ## upload/download figures beside bare ffmpeg, one table (needs nginx, ffmpeg, wrk)
+	$(BIN)/python -m bench
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict common functions devstack
+	$(BIN)/mypy --strict common functions devstack bench
 
 check-containers: venv  ## docker-compose.yml against the compose schema, the Dockerfile with hadolint
 	PATH="$(CURDIR)/$(BIN):$$PATH" docker/check

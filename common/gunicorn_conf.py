@@ -25,6 +25,10 @@ worker_class = "gthread"
 workers = _env_int("GUNICORN_WORKERS", _CORES if _CPU_BOUND else 2)
 threads = _env_int("GUNICORN_THREADS", 1 if _CPU_BOUND else 8)
 timeout = _env_int("GUNICORN_TIMEOUT", _CONVERSION_BUDGET_S if _CPU_BOUND else 60)
+# A CPU-bound worker takes a connection only when a thread is free for it, so that a request never
+# queues behind a conversion inside one worker while another worker idles (this also means no
+# idle keep-alive connections are held by add_record).
+worker_connections = threads if _CPU_BOUND else 1000
 graceful_timeout = 30
 keepalive = _env_int("GUNICORN_KEEPALIVE", 75)
 accesslog = None

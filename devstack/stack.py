@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class Stack:
     function_ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
+    _cleanup: list[Path] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -84,12 +86,17 @@ class Stack:
         _terminate(self.processes.pop(name))
 
     def _start_nginx(self) -> None:
+        # nginx's workers (`nobody` when started as root) write request bodies below its run
+        # directory, so that directory gets a path they can traverse, whatever run_dir's parents.
+        nginx_dir = Path(tempfile.mkdtemp(prefix="audiosvc-nginx-"))
+        nginx_dir.chmod(0o755)
+        self._cleanup.append(nginx_dir)
         env = {**os.environ, **self.env}
         timeout_s = int(float(env.get("FFMPEG_TIMEOUT_S", "900"))) + 60
         config = render(
             {
                 "NGINX_PORT": str(self.port),
-                "NGINX_RUN_DIR": str(self.run_dir),
+                "NGINX_RUN_DIR": str(nginx_dir),
                 "NGINX_RESOLVER": "127.0.0.1",
                 "MAX_UPLOAD_BYTES": env.get("MAX_UPLOAD_BYTES", str(1 << 30)),
                 "UPLOAD_TIMEOUT_S": str(timeout_s),
@@ -151,6 +158,9 @@ class Stack:
         for log in self._logs:
             log.close()
         self._logs.clear()
+        for directory in self._cleanup:
+            shutil.rmtree(directory, ignore_errors=True)
+        self._cleanup.clear()
 
     def log(self, name: str) -> str:
         return (self.run_dir / f"{name}.log").read_text(errors="replace")

@@ -9,34 +9,22 @@ from pathlib import Path
 
 import falcon.testing
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from common.config import Settings
 from common.db import create_engine, migrate
+from devstack.databases import DEFAULT_SERVER_URL, throwaway_database
 from functions.add_record.app import create_app as add_record_app
 from functions.create_user.app import create_app as create_user_app
 from functions.get_record.app import create_app as get_record_app
-
-DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A database of this run's own on the TEST_DATABASE_URL server, dropped at the end."""
-    server = sa.make_url(os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL))
-    name = f"audiosvc_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate(url)
+    server = os.environ.get("TEST_DATABASE_URL", DEFAULT_SERVER_URL)
+    with throwaway_database(server, "audiosvc_test") as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")
