@@ -13,7 +13,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,8 @@ from bench.client import Gateway, record_path, timed
 from bench.wavgen import seconds_wav, sized_wav
 from common.config import Settings
 from common.ffmpeg import EncoderOptions, command
-from common.wav import parse
+from common.transcode import transcode
+from common.wav import read_header
 from devstack.databases import DEFAULT_SERVER_URL, throwaway_database
 from devstack.stack import ROOT, Stack, free_port
 
@@ -45,9 +45,9 @@ def p95(values: list[float]) -> float:
 def bare_ffmpeg(wav: Path, out_dir: Path, options: EncoderOptions) -> Callable[[], None]:
     """The ffmpeg command the service runs for this file, as a callable for timing."""
     with wav.open("rb") as stream:
-        info = parse(stream, wav.stat().st_size)
+        info, _ = read_header(stream)
     target = Path(tempfile.mktemp(suffix=".mp3", dir=out_dir))  # noqa: S306 - owned directory
-    args = command(wav, target, info, options, wav.stem)
+    args = command(f"file:{wav}", target, info, options, wav.stem)
 
     def run() -> None:
         subprocess.run(args, check=True, stdin=subprocess.DEVNULL, capture_output=True)
@@ -57,7 +57,7 @@ def bare_ffmpeg(wav: Path, out_dir: Path, options: EncoderOptions) -> Callable[[
 
 
 def spooled(wav: Path, out_dir: Path, options: EncoderOptions) -> Callable[[], None]:
-    """The upload path as built: copy to a spool file in 1 MiB pieces, then ffmpeg on the file."""
+    """The alternative: copy to a spool file in 1 MiB pieces, then ffmpeg on the file."""
     spool_path = out_dir / "spool.wav"
     shutil.copyfile(wav, spool_path)
     convert = bare_ffmpeg(spool_path, out_dir, options)
@@ -72,31 +72,12 @@ def spooled(wav: Path, out_dir: Path, options: EncoderOptions) -> Callable[[], N
 
 
 def piped(wav: Path, out_dir: Path, options: EncoderOptions) -> Callable[[], None]:
-    """The alternative: ffmpeg reads the WAV from stdin, fed by a thread as it arrives."""
+    """The upload path as built: the WAV fed to ffmpeg's stdin as it is read (common.transcode)."""
     target = out_dir / "piped.mp3"
-    args = [options.ffmpeg_path, "-nostdin", "-hide_banner", "-loglevel", "error",
-            "-f", "wav", "-i", "pipe:0", "-map", "0:a:0", "-c:a", "libmp3lame",
-            "-b:a", options.bitrate, "-ar", "44100", "-ac", "2", "-write_xing", "1",
-            "-f", "mp3", "-y", str(target)]
 
     def run() -> None:
-        with tempfile.TemporaryFile() as errors:
-            process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                       stderr=errors)
-            assert process.stdin is not None
-            stdin = process.stdin
-
-            def feed() -> None:
-                with wav.open("rb") as source:
-                    while piece := source.read(MIB):
-                        stdin.write(piece)
-                stdin.close()
-
-            writer = threading.Thread(target=feed)
-            writer.start()
-            writer.join()
-            if process.wait() != 0:
-                raise RuntimeError("ffmpeg failed on a pipe")
+        with wav.open("rb") as source:
+            transcode(source, target, options, wav.stem)
         target.unlink()
 
     return run
@@ -112,8 +93,9 @@ def vm(pid: int) -> dict[str, int]:
 
 
 def workers(master: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True,
-                         check=False).stdout
+    out = subprocess.run(
+        ["pgrep", "-P", str(master)], capture_output=True, text=True, check=False
+    ).stdout
     return [int(pid) for pid in out.split()]
 
 
@@ -128,16 +110,18 @@ def peak_rss(master: int) -> Iterator[dict[str, float]]:
     yield result
     growth = {pid: vm(pid)["VmHWM"] - idle[pid] for pid in pids}
     busiest = max(growth, key=lambda pid: growth[pid])
-    result.update(idle=idle[busiest] / MIB, peak=vm(busiest)["VmHWM"] / MIB,
-                  growth=growth[busiest] / MIB)
+    result.update(
+        idle=idle[busiest] / MIB, peak=vm(busiest)["VmHWM"] / MIB, growth=growth[busiest] / MIB
+    )
 
 
 def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
-def latency_rows(gateway: Gateway, user: dict[str, str], inputs: Path, scratch: Path,
-                 options: EncoderOptions) -> list[Row]:
+def latency_rows(
+    gateway: Gateway, user: dict[str, str], inputs: Path, scratch: Path, options: EncoderOptions
+) -> list[Row]:
     rows: list[Row] = []
     for seconds, runs, target in ((1, 21, 1.25), (60, 9, 1.10), (600, 5, 1.10)):
         wav = seconds_wav(inputs, seconds)
@@ -148,25 +132,29 @@ def latency_rows(gateway: Gateway, user: dict[str, str], inputs: Path, scratch: 
             service_times.append(timed(gateway.upload, user, wav))
             bare_times.append(timed(bare))
         ratio = median(service_times) / median(bare_times)
-        rows.append((
-            f"a. upload latency, {seconds} s WAV ({runs} runs)",
-            f"median {median(service_times):.3f} s, p95 {p95(service_times):.3f} s",
-            f"bare ffmpeg median {median(bare_times):.3f} s, p95 {p95(bare_times):.3f} s",
-            f"ratio {ratio:.3f}", f"<= {target:.2f}: {verdict(ratio <= target)}",
-        ))
+        rows.append(
+            (
+                f"a. upload latency, {seconds} s WAV ({runs} runs)",
+                f"median {median(service_times):.3f} s, p95 {p95(service_times):.3f} s",
+                f"bare ffmpeg median {median(bare_times):.3f} s, p95 {p95(bare_times):.3f} s",
+                f"ratio {ratio:.3f}",
+                f"<= {target:.2f}: {verdict(ratio <= target)}",
+            )
+        )
     return rows
 
 
-def throughput_rows(gateway: Gateway, user: dict[str, str], inputs: Path, scratch: Path,
-                    options: EncoderOptions) -> list[Row]:
+def throughput_rows(
+    gateway: Gateway, user: dict[str, str], inputs: Path, scratch: Path, options: EncoderOptions
+) -> list[Row]:
     rows: list[Row] = []
     wav = seconds_wav(inputs, 60)
-    bare = bare_ffmpeg(wav, scratch, options)
     for concurrency in (1, 2, 4, 8):
         jobs = max(4 * concurrency, 8)
 
-        def rate(action: Callable[[], object], jobs: int = jobs, concurrency: int = concurrency
-                 ) -> float:
+        def rate(
+            action: Callable[[], object], jobs: int = jobs, concurrency: int = concurrency
+        ) -> float:
             start = time.perf_counter()
             with ThreadPoolExecutor(concurrency) as pool:
                 for future in [pool.submit(action) for _ in range(jobs)]:
@@ -174,39 +162,54 @@ def throughput_rows(gateway: Gateway, user: dict[str, str], inputs: Path, scratc
             return jobs / (time.perf_counter() - start)
 
         service = rate(lambda: gateway.upload(user, wav))
-        reference = rate(lambda: bare_ffmpeg(wav, scratch, options)())
+        reference = rate(lambda: bare_ffmpeg(wav, scratch, options)())  # noqa: PLW0108
         ratio = service / reference
         target = f">= 0.90: {verdict(ratio >= 0.90)}" if concurrency >= 2 else "(no target)"
-        rows.append((f"b. upload throughput, 60 s WAV, concurrency {concurrency} ({jobs} jobs)",
-                     f"{service:.2f} req/s", f"bare ffmpeg {reference:.2f} jobs/s",
-                     f"ratio {ratio:.3f}", target))
+        rows.append(
+            (
+                f"b. upload throughput, 60 s WAV, concurrency {concurrency} ({jobs} jobs)",
+                f"{service:.2f} req/s",
+                f"bare ffmpeg {reference:.2f} jobs/s",
+                f"ratio {ratio:.3f}",
+                target,
+            )
+        )
     return rows
 
 
-def memory_and_download_rows(gateway: Gateway, user: dict[str, str], stack: Stack | None,
-                             inputs: Path, big_bytes: int) -> list[Row]:
+def memory_and_download_rows(
+    gateway: Gateway, user: dict[str, str], stack: Stack | None, inputs: Path, big_bytes: int
+) -> list[Row]:
     rows: list[Row] = []
     big = sized_wav(inputs, big_bytes)
     with ExitStack() as measuring:
-        upload_rss = (measuring.enter_context(peak_rss(stack.processes["add_record"].pid))
-                      if stack else None)
+        upload_rss = (
+            measuring.enter_context(peak_rss(stack.processes["add_record"].pid)) if stack else None
+        )
         big_record = gateway.upload(user, big)
     with ExitStack() as measuring:
-        serve_rss = (measuring.enter_context(peak_rss(stack.processes["get_record"].pid))
-                     if stack else None)
+        serve_rss = (
+            measuring.enter_context(peak_rss(stack.processes["get_record"].pid)) if stack else None
+        )
         conn = gateway.connect()
         size = gateway.download(conn, record_path(big_record, user))
         conn.close()
-    for label, rss in ((f"c. add_record worker RSS, {big_bytes / GIB:.0f} GiB WAV upload",
-                        upload_rss),
-                       (f"c. get_record worker RSS, serving its {size / MIB:.0f} MiB MP3",
-                        serve_rss)):
+    for label, rss in (
+        (f"c. add_record worker RSS, {big_bytes / GIB:.0f} GiB WAV upload", upload_rss),
+        (f"c. get_record worker RSS, serving its {size / MIB:.0f} MiB MP3", serve_rss),
+    ):
         if rss is None:
             rows.append((label, "n/a with BENCH_URL", "", "", ""))
             continue
-        rows.append((label, f"peak {rss['peak']:.1f} MiB", f"idle {rss['idle']:.1f} MiB",
-                     f"growth {rss['growth']:.1f} MiB",
-                     f"<= 32 MiB: {verdict(rss['growth'] <= 32)}"))
+        rows.append(
+            (
+                label,
+                f"peak {rss['peak']:.1f} MiB",
+                f"idle {rss['idle']:.1f} MiB",
+                f"growth {rss['growth']:.1f} MiB",
+                f"<= 32 MiB: {verdict(rss['growth'] <= 32)}",
+            )
+        )
 
     record = gateway.upload(user, seconds_wav(inputs, 600))
     path = record_path(record, user)
@@ -225,25 +228,51 @@ def memory_and_download_rows(gateway: Gateway, user: dict[str, str], stack: Stac
         range_rates.append(sizes / (time.perf_counter() - start) / 1e6)
     conn.close()
     ranged = median(range_rates)
-    rows.append((f"d. download, 600 s MP3 ({sizes / MIB:.1f} MiB), whole (15 runs)",
-                 f"{whole:.0f} MB/s", "", "", f">= 200: {verdict(whole >= 200)}"))
-    rows.append(("d. download, same MP3 as 1 MiB ranges (5 passes)", f"{ranged:.0f} MB/s",
-                 "", "", f">= 200: {verdict(ranged >= 200)}"))
+    rows.append(
+        (
+            f"d. download, 600 s MP3 ({sizes / MIB:.1f} MiB), whole (15 runs)",
+            f"{whole:.0f} MB/s",
+            "",
+            "",
+            f">= 200: {verdict(whole >= 200)}",
+        )
+    )
+    rows.append(
+        (
+            "d. download, same MP3 as 1 MiB ranges (5 passes)",
+            f"{ranged:.0f} MB/s",
+            "",
+            "",
+            f">= 200: {verdict(ranged >= 200)}",
+        )
+    )
     return rows
 
 
 def create_user_rows(base_url: str) -> list[Row]:
     script = Path(__file__).with_name("create_user.lua")
-    out = subprocess.run(["wrk", "-t", "2", "-c", "8", "-d", "10s", "-s", str(script),
-                          f"{base_url}/user"], capture_output=True, text=True, check=True).stdout
-    rate = float(next(line.split()[1] for line in out.splitlines()
-                      if line.startswith("Requests/sec")))
-    errors = next((line.split(":")[1].strip() for line in out.splitlines()
-                   if "Non-2xx" in line), "0")
+    out = subprocess.run(
+        ["wrk", "-t", "2", "-c", "8", "-d", "10s", "-s", str(script), f"{base_url}/user"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rate = float(
+        next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec"))
+    )
+    errors = next(
+        (line.split(":")[1].strip() for line in out.splitlines() if "Non-2xx" in line), "0"
+    )
     latency = next(line.split()[1] for line in out.splitlines() if "Latency" in line)
-    return [("e. POST /user, concurrency 8, 10 s (wrk)", f"{rate:.0f} req/s",
-             f"mean latency {latency}, non-2xx {errors}", "",
-             f">= 1000: {verdict(rate >= 1000)}")]
+    return [
+        (
+            "e. POST /user, concurrency 8, 10 s (wrk)",
+            f"{rate:.0f} req/s",
+            f"mean latency {latency}, non-2xx {errors}",
+            "",
+            f">= 1000: {verdict(rate >= 1000)}",
+        )
+    ]
 
 
 def conversion_path_rows(inputs: Path, scratch: Path, options: EncoderOptions) -> list[Row]:
@@ -255,10 +284,15 @@ def conversion_path_rows(inputs: Path, scratch: Path, options: EncoderOptions) -
         for _ in range(5):
             spool_times.append(timed(spool))
             pipe_times.append(timed(pipe))
-        rows.append((f"f. WAV in: spool file vs stdin pipe, {seconds} s (5 runs)",
-                     f"spool median {median(spool_times):.3f} s",
-                     f"pipe median {median(pipe_times):.3f} s",
-                     f"pipe/spool {median(pipe_times) / median(spool_times):.3f}", ""))
+        rows.append(
+            (
+                f"f. WAV in: spool file vs stdin pipe, {seconds} s (5 runs)",
+                f"spool median {median(spool_times):.3f} s",
+                f"pipe median {median(pipe_times):.3f} s",
+                f"pipe/spool {median(pipe_times) / median(spool_times):.3f}",
+                "",
+            )
+        )
     return rows
 
 
@@ -268,8 +302,11 @@ def print_table(rows: list[Row]) -> None:
     line = "+".join("-" * (width + 2) for width in widths)
     print("+" + line + "+")
     for row in [headers, *rows]:
-        print("| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-              + " |")
+        print(
+            "| "
+            + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+            + " |"
+        )
         if row is headers:
             print("+" + line + "+")
     print("+" + line + "+")
@@ -277,10 +314,15 @@ def print_table(rows: list[Row]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--big-bytes", type=int, default=GIB,
-                        help="size of the WAV for the memory figures (default 1 GiB)")
-    parser.add_argument("--only", default="abcdef",
-                        help="sections to run, e.g. 'ab' (default: all of abcdef)")
+    parser.add_argument(
+        "--big-bytes",
+        type=int,
+        default=GIB,
+        help="size of the WAV for the memory figures (default 1 GiB)",
+    )
+    parser.add_argument(
+        "--only", default="abcdef", help="sections to run, e.g. 'ab' (default: all of abcdef)"
+    )
     args = parser.parse_args()
     for tool in ("ffmpeg", "wrk") + (() if os.environ.get("BENCH_URL") else ("nginx",)):
         if shutil.which(tool) is None:
@@ -288,10 +330,16 @@ def main() -> None:
     inputs = Path(os.environ.get("BENCH_DIR", ROOT / ".run" / "bench"))
     inputs.mkdir(parents=True, exist_ok=True)
     settings = Settings.from_env()
-    options = EncoderOptions(bitrate=settings.mp3_bitrate, timeout_s=settings.ffmpeg_timeout_s,
-                             ffmpeg_path=settings.ffmpeg_path)
-    print(f"load average before: {Path('/proc/loadavg').read_text().strip()}; "
-          f"{os.cpu_count()} cores; MP3_BITRATE {settings.mp3_bitrate}", flush=True)
+    options = EncoderOptions(
+        bitrate=settings.mp3_bitrate,
+        timeout_s=settings.ffmpeg_timeout_s,
+        ffmpeg_path=settings.ffmpeg_path,
+    )
+    print(
+        f"load average before: {Path('/proc/loadavg').read_text().strip()}; "
+        f"{os.cpu_count()} cores; MP3_BITRATE {settings.mp3_bitrate}",
+        flush=True,
+    )
     with ExitStack() as resources:
         scratch = Path(resources.enter_context(tempfile.TemporaryDirectory(dir=inputs)))
         stack: Stack | None = None
@@ -299,9 +347,16 @@ def main() -> None:
         if base_url is None:
             server = os.environ.get("TEST_DATABASE_URL", DEFAULT_SERVER_URL)
             database = resources.enter_context(throwaway_database(server, "audiosvc_bench"))
-            stack = Stack(run_dir=inputs / "stack", port=free_port(), use_nginx=True,
-                          env={"DATABASE_URL": database, "MAX_UPLOAD_BYTES": str(2 * GIB),
-                               "SPOOL_DIR": str(scratch)})
+            stack = Stack(
+                run_dir=inputs / "stack",
+                port=free_port(),
+                use_nginx=True,
+                env={
+                    "DATABASE_URL": database,
+                    "MAX_UPLOAD_BYTES": str(2 * GIB),
+                    "SPOOL_DIR": str(scratch),
+                },
+            )
             stack.start()
             resources.callback(stack.stop)
             base_url = stack.url

@@ -24,8 +24,12 @@ class Gateway:
 
     def create_user(self) -> dict[str, str]:
         conn = self.connect()
-        conn.request("POST", "/user", body=json.dumps({"name": f"bench-{uuid.uuid4()}"}),
-                     headers={"Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            "/user",
+            body=json.dumps({"name": f"bench-{uuid.uuid4()}"}),
+            headers={"Content-Type": "application/json"},
+        )
         response = conn.getresponse()
         body = json.loads(response.read())
         conn.close()
@@ -40,8 +44,10 @@ class Gateway:
             f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
             for name, value in (("user", user["id"]), ("token", user["token"]))
         )
-        head += (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-                 f'filename="{wav.name}"\r\nContent-Type: audio/wav\r\n\r\n')
+        head += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="{wav.name}"\r\nContent-Type: audio/wav\r\n\r\n'
+        )
         tail = f"\r\n--{boundary}--\r\n".encode()
         length = len(head.encode()) + wav.stat().st_size + len(tail)
 
@@ -53,9 +59,15 @@ class Gateway:
             yield tail
 
         conn = self.connect()
-        conn.request("POST", "/record", body=body(), headers={
-            "Content-Type": f"multipart/form-data; boundary={boundary}",
-            "Content-Length": str(length)})
+        conn.request(
+            "POST",
+            "/record",
+            body=body(),
+            headers={
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+                "Content-Length": str(length),
+            },
+        )
         response = conn.getresponse()
         result = json.loads(response.read())
         conn.close()
@@ -63,8 +75,9 @@ class Gateway:
             raise RuntimeError(f"POST /record: {response.status} {result}")
         return dict(result)
 
-    def download(self, conn: http.client.HTTPConnection, path: str,
-                 byte_range: tuple[int, int] | None = None) -> int:
+    def download(
+        self, conn: http.client.HTTPConnection, path: str, byte_range: tuple[int, int] | None = None
+    ) -> int:
         """GET and drop the body; returns the bytes received."""
         headers = {} if byte_range is None else {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"}
         conn.request("GET", path, headers=headers)

@@ -16,8 +16,9 @@ def write_wav(path: Path, frames: int, seed: int = 1) -> Path:
     """A tone plus noise (so the encoder has work to do), never held whole in memory."""
     data_bytes = frames * FRAME_BYTES
     header = b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE"
-    header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, CHANNELS, RATE, RATE * FRAME_BYTES,
-                                    FRAME_BYTES, 16)
+    header += b"fmt " + struct.pack(
+        "<IHHIIHH", 16, 1, CHANNELS, RATE, RATE * FRAME_BYTES, FRAME_BYTES, 16
+    )
     header += b"data" + struct.pack("<I", data_bytes)
     rng = np.random.default_rng(seed)
     with path.open("wb") as out:

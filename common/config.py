@@ -34,7 +34,7 @@ class Settings:
     ffmpeg_path: str = "ffmpeg"
     ffmpeg_timeout_s: float = 900.0
     public_base_url: str | None = None
-    chunk_bytes: int = 512 * KIB
+    chunk_bytes: int = MIB
     spool_dir: str = tempfile.gettempdir()
     db_pool_size: int = 2
 
@@ -48,7 +48,7 @@ class Settings:
             ffmpeg_path=env.get("FFMPEG_PATH", "ffmpeg"),
             ffmpeg_timeout_s=_float(env, "FFMPEG_TIMEOUT_S", 900.0),
             public_base_url=env.get("PUBLIC_BASE_URL") or None,
-            chunk_bytes=_int(env, "CHUNK_BYTES", 512 * KIB),
+            chunk_bytes=_int(env, "CHUNK_BYTES", MIB),
             spool_dir=env.get("SPOOL_DIR") or tempfile.gettempdir(),
             db_pool_size=_int(env, "DB_POOL_SIZE", 2),
         )

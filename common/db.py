@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from yoyo import get_backend, read_migrations
@@ -68,8 +69,20 @@ def create_engine(url: str, pool_size: int = 2) -> Engine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=10,
-        connect_args={"connect_timeout": 5},
+        connect_args={"connect_timeout": 5, "cursor_factory": BinaryCursor},
     )
+
+
+class BinaryCursor(psycopg.Cursor[Any]):
+    """A cursor receiving results in PostgreSQL's binary format.
+
+    In the default text format every bytea (the MP3 chunks) is hex-encoded by the server and
+    decoded again here: twice the bytes on the wire and a pass over each on both sides.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.format = psycopg.pq.Format.BINARY
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,21 +1,31 @@
-"""The ffmpeg wrapper: one WAV file in, one MP3 file out, typed errors, nothing left running.
+"""The ffmpeg wrapper: a WAV fed to ffmpeg's stdin as it arrives, an MP3 file out, typed errors.
 
 The MP3 goes to a seekable file, never a pipe: only then can the muxer go back and fill in the
-Xing/LAME header that carries the exact length (frames, encoder delay and padding).
+Xing/LAME header that carries the exact length (frames, encoder delay and padding). stderr goes to
+a file (no pipe to fill up), stdin is the only pipe, and the process is killed and reaped on every
+path out, a watchdog killing it at the deadline.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import subprocess
+import tempfile
+import threading
 from bisect import bisect_left
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import IO
 
 from common.mp3 import Mp3Info, NotMp3, read_info
-from common.wav import WavInfo
+from common.wav import WavFormat
 
 MP3_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 _STDERR_TAIL = 300
+_F_SETPIPE_SZ = 1031
+_PIPE_BYTES = 1 << 20
 
 
 class ConversionError(Exception):
@@ -52,9 +62,13 @@ def mp3_channels(channels: int) -> int:
 
 
 def command(
-    source: Path, target: Path, wav: WavInfo, options: EncoderOptions, title: str | None
+    source: str, target: Path, wav: WavFormat, options: EncoderOptions, title: str | None
 ) -> list[str]:
-    """The exact ffmpeg command line for one conversion (also what the benchmark runs bare)."""
+    """The ffmpeg command line of one conversion; `source` is `pipe:0` or `file:<path>`.
+
+    The benchmark runs the same line on a file as the bare-ffmpeg reference.
+    """
+    protocol = source.split(":", 1)[0]
     args = [
         options.ffmpeg_path,
         "-nostdin",
@@ -62,15 +76,11 @@ def command(
         "-loglevel",
         "error",
         "-protocol_whitelist",
-        "file",
-    ]
-    if not wav.size_is_trustworthy:
-        args += ["-ignore_length", "1"]
-    args += [
+        protocol,
         "-f",
         "wav",
         "-i",
-        f"file:{source}",
+        source,
         "-map",
         "0:a:0",
         "-map_metadata",
@@ -90,46 +100,96 @@ def command(
     ]
     if title:
         args += ["-metadata", f"title={title}"]
-    args += ["-f", "mp3", "-y", f"file:{target}"]
+    args += ["-protocol_whitelist", "file", "-f", "mp3", "-y", f"file:{target}"]
     return args
 
 
-def convert(
-    source: Path, target: Path, wav: WavInfo, options: EncoderOptions, title: str | None = None
-) -> Mp3Info:
-    """Encode `source` into `target`; raise ConversionError with a short reason on any failure."""
-    args = command(source, target, wav, options, title)
-    try:
-        result = subprocess.run(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            timeout=options.timeout_s,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise ConverterUnavailable(f"{options.ffmpeg_path} is not installed") from None
-    except subprocess.TimeoutExpired:
-        raise ConversionTimeout(
-            f"the conversion took longer than {options.timeout_s:g} s and was stopped"
-        ) from None
-    if result.returncode != 0:
-        raise ConversionError(_reason(result.returncode, result.stderr, source))
-    try:
-        with target.open("rb") as mp3:
-            info = read_info(mp3)
-    except (OSError, NotMp3):
-        raise ConversionError("the audio could not be decoded") from None
-    if info.frames == 0:
-        raise ConversionError("the audio could not be decoded: no samples")
-    return info
+class Encoder:
+    """One running ffmpeg: `write()` the WAV bytes in order, then `finish()` for the MP3's facts.
 
+    Use it as a context manager: leaving the block kills and reaps ffmpeg if it still runs.
+    """
 
-def _reason(returncode: int, stderr: bytes, source: Path) -> str:
-    if returncode < 0:
-        return f"the converter was stopped by signal {-returncode}"
-    text = stderr.decode("utf-8", "replace").replace(f"file:{source}", "input")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    detail = lines[-1] if lines else f"ffmpeg exited with status {returncode}"
-    return "the audio could not be decoded: " + detail[-_STDERR_TAIL:]
+    def __init__(
+        self, wav: WavFormat, target: Path, options: EncoderOptions, title: str | None = None
+    ) -> None:
+        self._target = target
+        self._timeout_s = options.timeout_s
+        self._timed_out = threading.Event()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by __exit__
+        try:
+            self._process = subprocess.Popen(
+                command("pipe:0", target, wav, options, title),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=self._stderr,
+            )
+        except FileNotFoundError:
+            self._stderr.close()
+            raise ConverterUnavailable(f"{options.ffmpeg_path} is not installed") from None
+        self._stdin: IO[bytes] = self._process.stdin  # type: ignore[assignment]
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(self._stdin.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
+        self._watchdog = threading.Timer(options.timeout_s, self._kill_on_deadline)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    def __enter__(self) -> Encoder:
+        return self
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._stdin.write(data)
+        except (BrokenPipeError, ValueError):
+            raise self._failure() from None
+
+    def finish(self) -> Mp3Info:
+        """Close ffmpeg's input, wait for it, and check what it wrote."""
+        with contextlib.suppress(BrokenPipeError):
+            self._stdin.close()
+        # A plain blocking wait: the watchdog enforces the deadline, and wait(timeout) would poll
+        # with sleeps of up to 50 ms, a third of the time a one-second file takes to convert.
+        returncode = self._process.wait()
+        if returncode != 0 or self._timed_out.is_set():
+            raise self._failure()
+        try:
+            with self._target.open("rb") as mp3:
+                info = read_info(mp3)
+        except (OSError, NotMp3):
+            raise ConversionError("the audio could not be decoded") from None
+        if info.frames == 0:
+            raise ConversionError("the audio could not be decoded: no samples")
+        return info
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._watchdog.cancel()
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait()
+        with contextlib.suppress(OSError, ValueError):
+            self._stdin.close()
+        self._stderr.close()
+
+    def _kill_on_deadline(self) -> None:
+        self._timed_out.set()
+        if self._process.poll() is None:
+            self._process.kill()
+
+    def _failure(self) -> ConversionError:
+        if self._timed_out.is_set():
+            return ConversionTimeout(
+                f"the conversion took longer than {self._timeout_s:g} s and was stopped"
+            )
+        returncode = self._process.wait()
+        if returncode < 0:
+            return ConversionError(f"the converter was stopped by signal {-returncode}")
+        self._stderr.seek(0)
+        text = self._stderr.read().decode("utf-8", "replace")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        detail = lines[-1] if lines else f"ffmpeg exited with status {returncode}"
+        return ConversionError("the audio could not be decoded: " + detail[-_STDERR_TAIL:])

@@ -12,7 +12,7 @@ import falcon
 import sqlalchemy as sa
 
 from common.ffmpeg import ConversionError, ConversionTimeout, ConverterUnavailable
-from common.wav import BadWav, NotWav
+from common.wav import BadWav, EmptyWav, NotWav
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _HOST = re.compile(
@@ -75,6 +75,7 @@ def create_base_app() -> FunctionApp:
     """A falcon.App with the service's error format, error mapping and response headers."""
     app = falcon.App(middleware=[SecurityHeaders()])
     app.set_error_serializer(serialize_error)
+    app.add_error_handler(EmptyWav, _raise(falcon.HTTPBadRequest, "Missing file"))
     app.add_error_handler(NotWav, _raise(falcon.HTTPUnsupportedMediaType, "Not a WAV file"))
     app.add_error_handler(BadWav, _raise(falcon.HTTPUnprocessableEntity, "Undecodable WAV"))
     app.add_error_handler(

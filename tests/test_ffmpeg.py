@@ -1,14 +1,23 @@
-"""The ffmpeg wrapper, with the real ffmpeg, on WAVs generated here."""
+"""WAV stream -> ffmpeg -> MP3 file, with the real ffmpeg, on WAVs generated here."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from common.ffmpeg import ConversionError, EncoderOptions, convert, mp3_sample_rate
-from common.wav import parse
+from common.ffmpeg import (
+    ConversionError,
+    ConversionTimeout,
+    ConverterUnavailable,
+    Encoder,
+    EncoderOptions,
+    mp3_sample_rate,
+)
+from common.transcode import Transcoded, transcode
+from common.wav import BadWav, read_header
 from tests.wavs import float32, fmt_chunk, pcm16, riff, with_data_size
 
 OPTIONS = EncoderOptions(bitrate="128k", timeout_s=60)
@@ -45,12 +54,15 @@ def decoded_seconds(path: Path, rate: int, channels: int) -> float:
     return len(pcm) / (2 * channels * rate)
 
 
-def run(tmp_path: Path, data: bytes, title: str | None = None):
-    source, target = tmp_path / "in.wav", tmp_path / "out.mp3"
-    source.write_bytes(data)
-    with source.open("rb") as stream:
-        wav = parse(stream, len(data))
-    return convert(source, target, wav, OPTIONS, title), target
+def run(tmp_path: Path, data: bytes, title: str | None = None) -> tuple[Transcoded, Path]:
+    target = tmp_path / "out.mp3"
+    return transcode(io.BytesIO(data), target, OPTIONS, title), target
+
+
+def ffmpeg_processes() -> str:
+    return subprocess.run(
+        ["pgrep", "-a", "ffmpeg"], capture_output=True, text=True, check=False
+    ).stdout
 
 
 @pytest.mark.parametrize(
@@ -68,50 +80,85 @@ def run(tmp_path: Path, data: bytes, title: str | None = None):
 def test_pcm_converts_per_contract(
     tmp_path: Path, rate: int, channels: int, seconds: float, mp3_rate: int, mp3_channels: int
 ) -> None:
-    info, target = run(tmp_path, pcm16(seconds, rate, channels), title="Запись")
+    result, target = run(tmp_path, pcm16(seconds, rate, channels), title="Запись")
     stream = probe(target)
     assert stream["codec_name"] == "mp3"
     assert (int(stream["sample_rate"]), int(stream["channels"])) == (mp3_rate, mp3_channels)
     assert stream["TAG:title"] == "Запись"
-    assert info.duration_ms == pytest.approx(seconds * 1000, abs=max(seconds * 10, 60))
+    assert result.mp3.duration_ms == pytest.approx(seconds * 1000, abs=max(seconds * 10, 60))
     assert decoded_seconds(target, mp3_rate, mp3_channels) == pytest.approx(
         seconds, abs=max(seconds * 0.01, 0.06)
     )
+    assert result.wav_data_bytes == round(seconds * rate) * 2 * channels
 
 
 def test_float_wav_converts(tmp_path: Path) -> None:
-    info, _ = run(tmp_path, float32(1.0, 48000, 1))
-    assert (info.sample_rate, info.channels) == (48000, 1)
-    assert info.duration_ms == pytest.approx(1000, abs=60)
+    result, _ = run(tmp_path, float32(1.0, 48000, 1))
+    assert (result.mp3.sample_rate, result.mp3.channels) == (48000, 1)
+    assert result.mp3.duration_ms == pytest.approx(1000, abs=60)
 
 
-def test_streamed_wav_with_zero_data_size_converts_what_is_there(tmp_path: Path) -> None:
-    info, _ = run(tmp_path, with_data_size(pcm16(2.0, 16000, 1), 0))
-    assert info.duration_ms == pytest.approx(2000, abs=60)
+@pytest.mark.parametrize("declared", [0, 0xFFFFFFFF])
+def test_streamed_wav_converts_what_is_there(tmp_path: Path, declared: int) -> None:
+    result, _ = run(tmp_path, with_data_size(pcm16(2.0, 16000, 1), declared))
+    assert result.mp3.duration_ms == pytest.approx(2000, abs=60)
 
 
 def test_truncated_data_converts_the_audio_present(tmp_path: Path) -> None:
     wav = pcm16(2.0, 16000, 1)
-    info, _ = run(tmp_path, wav[: len(wav) // 2])
-    assert info.duration_ms == pytest.approx(1000, abs=60)
+    result, _ = run(tmp_path, wav[: len(wav) // 2])
+    assert result.mp3.duration_ms == pytest.approx(1000, abs=60)
+
+
+def test_chunks_after_data_are_not_audio(tmp_path: Path) -> None:
+    wav = pcm16(1.0, 8000, 1)
+    data = wav + b"LIST" + (40000).to_bytes(4, "little") + bytes(40000)
+    data = data[:4] + (len(data) - 8).to_bytes(4, "little") + data[8:]
+    result, _ = run(tmp_path, data)
+    assert result.mp3.duration_ms == pytest.approx(1000, abs=60)
+
+
+def test_zero_samples_is_bad_wav(tmp_path: Path) -> None:
+    with pytest.raises(BadWav, match="no audio samples"):
+        run(tmp_path, riff([(b"fmt ", fmt_chunk(1, 1, 8000, 16)), (b"data", b"")]))
+    assert ffmpeg_processes() == ""
 
 
 def test_unknown_codec_is_a_conversion_error_with_a_reason(tmp_path: Path) -> None:
     data = riff([(b"fmt ", fmt_chunk(0x1234, 1, 8000, 16)), (b"data", bytes(16000))])
     with pytest.raises(ConversionError, match="could not be decoded") as raised:
         run(tmp_path, data)
-    assert str(tmp_path) not in raised.value.reason
+    assert len(raised.value.reason) < 400
+    assert ffmpeg_processes() == ""
 
 
 def test_timeout_kills_ffmpeg(tmp_path: Path) -> None:
-    source, target = tmp_path / "in.wav", tmp_path / "out.mp3"
-    source.write_bytes(pcm16(30.0, 48000, 2))
-    with source.open("rb") as stream:
-        wav = parse(stream, source.stat().st_size)
-    with pytest.raises(ConversionError, match="longer than"):
-        convert(source, target, wav, EncoderOptions(bitrate="320k", timeout_s=0.05))
-    leftover = subprocess.run(["pgrep", "-f", str(source)], capture_output=True, check=False)
-    assert leftover.stdout == b""
+    data = pcm16(30.0, 48000, 2)
+    with pytest.raises(ConversionTimeout, match="longer than"):
+        transcode(
+            io.BytesIO(data), tmp_path / "out.mp3", EncoderOptions(bitrate="320k", timeout_s=0.05)
+        )
+    assert ffmpeg_processes() == ""
+
+
+def test_an_error_while_feeding_kills_ffmpeg(tmp_path: Path) -> None:
+    wav, prefix = read_header(io.BytesIO(pcm16(1.0)))
+    with (  # noqa: PT012
+        pytest.raises(RuntimeError, match="client went away"),
+        Encoder(wav, tmp_path / "out.mp3", OPTIONS) as encoder,
+    ):
+        encoder.write(prefix)
+        raise RuntimeError("client went away")
+    assert ffmpeg_processes() == ""
+
+
+def test_missing_binary_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(ConverterUnavailable):
+        transcode(
+            io.BytesIO(pcm16(0.1)),
+            tmp_path / "out.mp3",
+            EncoderOptions(bitrate="128k", timeout_s=5, ffmpeg_path="/nonexistent/ffmpeg"),
+        )
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Spooling an upload: bounded pieces, the limit enforced mid-stream, non-WAV refused early."""
+"""Reading uploads: the byte limit enforced while streaming, spooling in bounded pieces."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from pathlib import Path
 import falcon
 import pytest
 
-from common.wav import NotWav
-from functions.add_record.intake import PIECE, spool
+from functions.add_record.intake import PIECE, LimitedReader, spool
 from tests.wavs import pcm16
 
 
@@ -27,20 +26,19 @@ class CountingStream(io.BytesIO):
 def test_spool_copies_in_bounded_pieces(tmp_path: Path) -> None:
     data = pcm16(30.0)
     stream = CountingStream(data)
-    assert spool(stream, tmp_path / "in.wav", limit=len(data)) == len(data)
+    assert spool(LimitedReader(stream, len(data)), tmp_path / "in.wav") == len(data)
     assert (tmp_path / "in.wav").read_bytes() == data
-    assert stream.largest_read <= PIECE
+    assert stream.largest_read <= PIECE + 1
 
 
 def test_limit_is_enforced_while_streaming(tmp_path: Path) -> None:
     stream = CountingStream(pcm16(30.0))
     with pytest.raises(falcon.HTTPContentTooLarge):
-        spool(stream, tmp_path / "in.wav", limit=2 * PIECE)
-    assert stream.tell() <= 3 * PIECE
+        spool(LimitedReader(stream, 2 * PIECE), tmp_path / "in.wav")
+    assert stream.tell() <= 2 * PIECE + 1
 
 
-def test_not_a_wav_stops_at_the_first_piece(tmp_path: Path) -> None:
-    stream = CountingStream(b"<html>" + bytes(10 * PIECE))
-    with pytest.raises(NotWav):
-        spool(stream, tmp_path / "in.wav", limit=100 * PIECE)
-    assert stream.tell() == PIECE
+def test_exactly_the_limit_is_accepted() -> None:
+    reader = LimitedReader(io.BytesIO(b"x" * 10), 10)
+    assert reader.read(100) == b"x" * 10
+    assert reader.read(100) == b""

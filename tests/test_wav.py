@@ -1,4 +1,4 @@
-"""The WAV header sniffer and chunk walker."""
+"""The WAV header sniffer and forward-only chunk walker."""
 
 from __future__ import annotations
 
@@ -7,30 +7,42 @@ import struct
 
 import pytest
 
-from common.wav import BadWav, NotWav, parse, sniff
+from common.wav import MAX_HEADER_BYTES, BadWav, EmptyWav, NotWav, WavFormat, read_header, sniff
 from tests.wavs import fmt_chunk, pcm16, riff, with_data_size
 
 
-def parsed(data: bytes):
-    return parse(io.BytesIO(data), len(data))
+class Trickle(io.BytesIO):
+    """A stream that hands out a few bytes per read, as a socket may."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        return super().read(min(size if size and size > 0 else 7, 7))
+
+
+def header(data: bytes) -> WavFormat:
+    wav, prefix = read_header(io.BytesIO(data))
+    assert data.startswith(prefix)
+    return wav
 
 
 def test_pcm_header_is_read() -> None:
-    info = parsed(pcm16(0.5, 22050, 1))
-    assert (info.container, info.format_tag, info.channels, info.sample_rate) == (
-        "RIFF",
-        1,
-        1,
-        22050,
-    )
-    assert info.frames == 11025
-    assert info.size_is_trustworthy
+    wav = header(pcm16(0.5, 22050, 1))
+    assert (wav.container, wav.format_tag, wav.channels) == ("RIFF", 1, 1)
+    assert (wav.sample_rate, wav.block_align, wav.data_offset) == (22050, 2, 44)
+    assert wav.declared_data_bytes == 22050
+
+
+def test_prefix_holds_every_byte_read_even_from_a_trickling_stream() -> None:
+    data = pcm16(0.1, 8000, 1)
+    stream = Trickle(data)
+    wav, prefix = read_header(stream)
+    rest = b"".join(iter(lambda: stream.read(7), b""))
+    assert prefix + rest == data
+    assert wav.sample_rate == 8000
 
 
 @pytest.mark.parametrize(
     "body",
     [
-        b"",
         b"hello",
         b"hello, this is text",
         b"ID3\x04" + bytes(60),
@@ -40,7 +52,12 @@ def test_pcm_header_is_read() -> None:
 )
 def test_not_riff_wave_is_refused(body: bytes) -> None:
     with pytest.raises(NotWav):
-        sniff(body[:12])
+        read_header(io.BytesIO(body))
+
+
+def test_empty_is_its_own_error() -> None:
+    with pytest.raises(EmptyWav):
+        read_header(io.BytesIO(b""))
 
 
 def test_truncated_riff_header_is_undecodable() -> None:
@@ -49,36 +66,30 @@ def test_truncated_riff_header_is_undecodable() -> None:
 
 
 def test_chunks_before_data_and_odd_sizes_are_skipped() -> None:
-    samples = bytes(400)
     data = riff(
         [
             (b"LIST", b"INFOISFT\x03\x00\x00\x00ab\x00"),
             (b"fmt ", fmt_chunk(1, 2, 8000, 16)),
             (b"junk", b"x"),
-            (b"data", samples),
+            (b"data", bytes(400)),
         ]
     )
-    info = parsed(data)
-    assert info.data_bytes == 400
-    assert info.frames == 100
+    wav = header(data)
+    assert wav.declared_data_bytes == 400
+    assert data[wav.data_offset - 8 : wav.data_offset - 4] == b"data"
 
 
 @pytest.mark.parametrize("declared", [0, 0xFFFFFFFF, 10**9])
-def test_streaming_or_overlong_sizes_count_the_bytes_present(declared: int) -> None:
-    wav = pcm16(0.25, 8000, 1)
-    info = parsed(with_data_size(wav, declared))
-    assert info.frames == 2000
-    assert not info.size_is_trustworthy
+def test_streaming_or_overlong_sizes_are_reported_as_declared(declared: int) -> None:
+    assert header(with_data_size(pcm16(0.25, 8000, 1), declared)).declared_data_bytes == declared
 
 
 def test_rf64_takes_the_size_from_ds64() -> None:
-    samples = bytes(800)
-    ds64 = struct.pack("<QQQI", 0, len(samples), 400, 0)
+    ds64 = struct.pack("<QQQI", 0, 800, 400, 0)
     data = riff([(b"ds64", ds64), (b"fmt ", fmt_chunk(1, 1, 8000, 16))])
-    data += b"data" + struct.pack("<I", 0xFFFFFFFF) + samples
-    data = b"RF64" + data[4:]
-    info = parsed(data)
-    assert (info.container, info.data_bytes) == ("RF64", 800)
+    data = b"RF64" + data[4:] + b"data" + struct.pack("<I", 0xFFFFFFFF) + bytes(800)
+    wav = header(data)
+    assert (wav.container, wav.declared_data_bytes) == ("RF64", 800)
 
 
 @pytest.mark.parametrize(
@@ -86,13 +97,14 @@ def test_rf64_takes_the_size_from_ds64() -> None:
     [
         (riff([(b"data", bytes(100))]), "no fmt chunk"),
         (riff([(b"fmt ", fmt_chunk(1, 1, 8000, 16))]), "no data chunk"),
-        (riff([(b"fmt ", fmt_chunk(1, 1, 8000, 16)), (b"data", b"")]), "no audio samples"),
         (riff([(b"fmt ", fmt_chunk(1, 0, 8000, 16)), (b"data", bytes(10))]), "zero channels"),
+        (riff([(b"fmt ", fmt_chunk(1, 1, 0, 16)), (b"data", bytes(10))]), "sample rate of zero"),
         (riff([(b"fmt ", bytes(8)), (b"data", bytes(10))]), "fmt chunk is truncated"),
         (b"RIFF\x00\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00", "truncated"),
-        (riff([(b"LIST", bytes(4))])[:-4] + b"LIST\xff\xff\xff\x7f", "no fmt chunk"),
+        (b"RIFF\x00\x00\x00\x00WAVE", "no fmt chunk"),
+        (b"RIFF\x00\x00\x00\x00WAVELIST" + struct.pack("<I", MAX_HEADER_BYTES), "implausibly"),
     ],
 )
 def test_undecodable_wavs_say_why(data: bytes, reason: str) -> None:
     with pytest.raises(BadWav, match=reason):
-        parsed(data)
+        read_header(io.BytesIO(data))

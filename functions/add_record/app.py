@@ -12,10 +12,11 @@ from sqlalchemy.engine import Engine
 from common.accounts import Accounts
 from common.config import Settings
 from common.db import create_engine, utc_now
-from common.ffmpeg import EncoderOptions, convert
+from common.ffmpeg import EncoderOptions
 from common.names import file_stem, original_name
 from common.storage import AudioFacts, RecordStore
-from common.wav import parse
+from common.transcode import Transcoded, transcode
+from common.wav import Readable
 from common.web import FunctionApp, base_url, create_base_app, max_body, parse_uuid, unauthorized
 from functions.add_record.intake import receive
 
@@ -27,6 +28,7 @@ class Records:
         self._accounts = accounts
         self._store = store
         self._settings = settings
+        self._check_length = max_body(settings.max_upload_bytes)
         self._encoder = EncoderOptions(
             bitrate=settings.mp3_bitrate,
             timeout_s=settings.ffmpeg_timeout_s,
@@ -34,19 +36,22 @@ class Records:
         )
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        max_body(self._settings.max_upload_bytes)(req, resp, self, {})
+        self._check_length(req, resp, self, {})
         base = base_url(req, self._settings.public_base_url)
         with tempfile.TemporaryDirectory(prefix=SPOOL_PREFIX, dir=self._settings.spool_dir) as work:
-            wav_path, mp3_path = Path(work) / "in.wav", Path(work) / "out.mp3"
-            upload = receive(req, wav_path, self._settings.max_upload_bytes, self._authenticate)
-            with wav_path.open("rb") as wav_file:
-                wav = parse(wav_file, upload.size)
-            mp3 = convert(wav_path, mp3_path, wav, self._encoder, title=file_stem(upload.file_name))
+            mp3_path = Path(work) / "out.mp3"
+
+            def convert(wav: Readable, file_name: str | None) -> Transcoded:
+                return transcode(wav, mp3_path, self._encoder, title=file_stem(file_name))
+
+            upload = receive(
+                req, Path(work), self._settings.max_upload_bytes, self._authenticate, convert
+            )
             facts = AudioFacts(
                 name=original_name(upload.file_name),
-                channels=wav.channels,
-                sample_rate=wav.sample_rate,
-                duration_ms=mp3.duration_ms,
+                channels=upload.result.wav.channels,
+                sample_rate=upload.result.wav.sample_rate,
+                duration_ms=upload.result.mp3.duration_ms,
             )
             with mp3_path.open("rb") as mp3_file:
                 record_id = self._store.save(upload.user_id, facts, mp3_file)

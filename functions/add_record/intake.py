@@ -1,9 +1,9 @@
-"""Reading an upload, in either form, into a spooled WAV file and who sent it.
+"""Reading an upload, in either form: who sent it, and its WAV handed on as a stream.
 
 Form A is multipart/form-data (fields `user`, `token`, file part `file`); form B is the raw WAV body
 with `?user=` (and `?token=`, `?name=`) in the query string. Either may carry the token as
-`Authorization: Bearer`. The WAV is copied to disk in bounded pieces as it arrives, never held
-whole.
+`Authorization: Bearer`. Nobody's audio is converted before they are authenticated: when a
+multipart file part comes before the fields that authenticate it, it is spooled to disk first.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, TypeVar
 
 import falcon
 from falcon.media.multipart import MultipartForm
 
-from common.wav import sniff
+from common.wav import Readable
 from common.web import bearer_token, parse_uuid, single_param, uuid_param
 
 RAW_WAV_TYPES = frozenset({"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"})
@@ -25,56 +25,70 @@ MULTIPART = "multipart/form-data"
 PIECE = 1 << 20
 _FIELDS = ("user", "token")
 
+T = TypeVar("T")
 Authenticate = Callable[[uuid.UUID, str | None], None]
 """Raises 401 unless the token (as sent, possibly not a UUID) is the user's."""
-
-
-class Readable(Protocol):
-    def read(self, size: int = ..., /) -> bytes: ...
+Consume = Callable[[Readable, str | None], T]
+"""Takes the WAV stream and the original file name (if any)."""
 
 
 @dataclass(frozen=True)
-class Upload:
+class Upload(Generic[T]):
     user_id: uuid.UUID
     file_name: str | None
-    size: int
+    result: T
+
+
+class LimitedReader:
+    """A stream that answers 413 once more than `limit` bytes have come through it."""
+
+    def __init__(self, stream: Readable, limit: int) -> None:
+        self._stream = stream
+        self._limit = limit
+        self._left = limit
+
+    def read(self, size: int = PIECE, /) -> bytes:
+        piece = self._stream.read(min(size, self._left + 1))
+        self._left -= len(piece)
+        if self._left < 0:
+            raise falcon.HTTPContentTooLarge(
+                title="Upload too large", description=f"the WAV may be at most {self._limit} bytes"
+            )
+        return piece
 
 
 def media_type(req: falcon.Request) -> str:
     return (req.content_type or "").split(";")[0].strip().lower()
 
 
-def receive(req: falcon.Request, target: Path, limit: int, authenticate: Authenticate) -> Upload:
-    """Spool the WAV of either form to `target`, authenticating as early as the form allows."""
+def receive(
+    req: falcon.Request, work: Path, limit: int, authenticate: Authenticate, consume: Consume[T]
+) -> Upload[T]:
+    """Authenticate the sender and pass the WAV to `consume`, in whichever form it came."""
     kind = media_type(req)
     if kind == MULTIPART:
-        return _receive_multipart(req, target, limit, authenticate)
+        return _receive_multipart(req, work, limit, authenticate, consume)
     if kind in RAW_WAV_TYPES:
-        return _receive_raw(req, target, limit, authenticate)
+        user_id = uuid_param(req, "user")
+        authenticate(user_id, bearer_token(req) or single_param(req, "token"))
+        file_name = single_param(req, "name")
+        return Upload(
+            user_id, file_name, consume(LimitedReader(req.bounded_stream, limit), file_name)
+        )
     raise falcon.HTTPUnsupportedMediaType(
         title="Unsupported media type",
         description="send multipart/form-data with a file part, or the WAV itself as audio/wav",
     )
 
 
-def _receive_raw(
-    req: falcon.Request, target: Path, limit: int, authenticate: Authenticate
-) -> Upload:
-    user_id = uuid_param(req, "user")
-    authenticate(user_id, bearer_token(req) or single_param(req, "token"))
-    size = spool(req.bounded_stream, target, limit)
-    if size == 0:
-        raise falcon.HTTPBadRequest(title="Missing file", description="the body is empty")
-    return Upload(user_id=user_id, file_name=single_param(req, "name"), size=size)
-
-
 def _receive_multipart(
-    req: falcon.Request, target: Path, limit: int, authenticate: Authenticate
-) -> Upload:
+    req: falcon.Request, work: Path, limit: int, authenticate: Authenticate, consume: Consume[T]
+) -> Upload[T]:
     fields: dict[str, str] = {}
     file_name: str | None = None
-    size: int | None = None
-    authenticated = False
+    seen_file = authenticated = False
+    result: tuple[T] | None = None
+    spooled = work / "upload.wav"
     form: MultipartForm = req.get_media()
     for part in form:
         name = part.name
@@ -85,28 +99,34 @@ def _receive_multipart(
                 )
             fields[name] = _text(part.get_data(), name)
         elif name == "file":
-            if size is not None:
+            if seen_file:
                 raise falcon.HTTPBadRequest(
                     title="Malformed form", description="send exactly one file part"
                 )
-            if "user" in fields:
-                authenticate(_user(fields), _token(req, fields))
-                authenticated = True
+            seen_file = True
             file_name = part.filename
-            size = spool(part.stream, target, limit)
+            wav = LimitedReader(part.stream, limit)
+            token = _token(req, fields)
+            if "user" in fields and token is not None:
+                authenticate(_user(fields), token)
+                authenticated = True
+                result = (consume(wav, file_name),)
+            else:
+                spool(wav, spooled)
         else:
             raise falcon.HTTPBadRequest(
                 title="Malformed form",
                 description=f"unexpected form field {name!r}: expected user, token and file",
             )
     user_id = _user(fields)
-    if size is None or size == 0:
-        raise falcon.HTTPBadRequest(
-            title="Missing file", description="the file part is missing or empty"
-        )
+    if not seen_file:
+        raise falcon.HTTPBadRequest(title="Missing file", description="the file part is missing")
     if not authenticated:
         authenticate(user_id, _token(req, fields))
-    return Upload(user_id=user_id, file_name=file_name, size=size)
+    if result is None:
+        with spooled.open("rb") as wav_file:
+            result = (consume(wav_file, file_name),)
+    return Upload(user_id, file_name, result[0])
 
 
 def _user(fields: dict[str, str]) -> uuid.UUID:
@@ -132,22 +152,11 @@ def _text(data: bytes, name: str) -> str:
         ) from None
 
 
-def spool(stream: Readable, target: Path, limit: int) -> int:
-    """Copy `stream` to `target` in bounded pieces; 413 past `limit`, 415 once it is no WAV."""
+def spool(stream: Readable, target: Path) -> int:
+    """Copy `stream` to `target` in bounded pieces."""
     size = 0
-    head = b""
     with target.open("wb") as out:
         while piece := stream.read(PIECE):
             size += len(piece)
-            if size > limit:
-                raise falcon.HTTPContentTooLarge(
-                    title="Upload too large", description=f"the WAV may be at most {limit} bytes"
-                )
-            if len(head) < 12:
-                head += piece[:12]
-                if len(head) >= 12:
-                    sniff(head)
             out.write(piece)
-    if 0 < size < 12:
-        sniff(head)
     return size
