@@ -150,7 +150,7 @@ def throughput_rows(
     rows: list[Row] = []
     wav = seconds_wav(inputs, 60)
     for concurrency in (1, 2, 4, 8):
-        jobs = max(4 * concurrency, 8)
+        jobs = 8 * concurrency
 
         def rate(
             action: Callable[[], object], jobs: int = jobs, concurrency: int = concurrency

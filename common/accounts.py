@@ -38,14 +38,15 @@ class Accounts:
         now: Callable[[], datetime],
         new_uuid: Callable[[], uuid.UUID] = uuid.uuid4,
     ) -> None:
-        self._engine = engine
+        # Each call is a single statement: no transaction around it, no BEGIN/COMMIT round trips.
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._now = now
         self._new_uuid = new_uuid
 
     def create(self, name: str) -> NewUser:
         user = NewUser(id=self._new_uuid(), token=self._new_uuid())
         try:
-            with self._engine.begin() as conn:
+            with self._engine.connect() as conn:
                 conn.execute(
                     users.insert(),
                     {
