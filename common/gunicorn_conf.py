@@ -8,6 +8,9 @@ Each value can be overridden by an environment variable (unset or empty: the def
 
 import multiprocessing
 import os
+import shutil
+import tempfile
+from typing import Any
 
 
 def _env_int(name: str, default: int) -> int:
@@ -37,3 +40,19 @@ loglevel = os.environ.get("LOG_LEVEL") or "info"
 proc_name = f"audiosvc-{_FUNCTION or 'function'}"
 wsgi_app = f"functions.{_FUNCTION}.app:get_app()" if _FUNCTION else None
 control_socket_disable = True
+
+
+def on_starting(server: Any) -> None:
+    """Give the workers an empty directory for prometheus_client's multiprocess metrics."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory, exist_ok=True)
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"{proc_name}-metrics-")
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess  # noqa: PLC0415 - the master never imports it early
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

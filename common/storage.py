@@ -44,6 +44,10 @@ class Record:
     created_at: datetime
 
 
+class UnknownCursor(ValueError):
+    """The `before` cursor of a listing is not one of the user's records."""
+
+
 class RecordStore:
     def __init__(
         self,
@@ -103,12 +107,47 @@ class RecordStore:
                 .mappings()
                 .one_or_none()
             )
-        if row is None:
-            return None
-        created_at = row["created_at"]
-        if created_at.tzinfo is None:
-            created_at = created_at.replace(tzinfo=UTC)
-        return Record(**{**row, "created_at": created_at})
+        return None if row is None else _record(row)
+
+    def page(
+        self, user_id: uuid.UUID, limit: int, before: uuid.UUID | None = None
+    ) -> tuple[list[Record], uuid.UUID | None]:
+        """A page of the user's records, newest first, and the cursor of the next page (if any).
+
+        Raises UnknownCursor when `before` is not one of the user's records.
+        """
+        query = sa.select(records).where(records.c.user_id == user_id)
+        with self._reader.connect() as conn:
+            if before is not None:
+                cursor = conn.execute(
+                    sa.select(records.c.created_at, records.c.id).where(
+                        records.c.id == before, records.c.user_id == user_id
+                    )
+                ).one_or_none()
+                if cursor is None:
+                    raise UnknownCursor(before)
+                query = query.where(
+                    sa.tuple_(records.c.created_at, records.c.id) < sa.tuple_(*cursor)
+                )
+            rows = (
+                conn.execute(
+                    query.order_by(records.c.created_at.desc(), records.c.id.desc()).limit(
+                        limit + 1
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        page = [_record(row) for row in rows[:limit]]
+        return page, (page[-1].id if len(rows) > limit else None)
+
+    def delete(self, record_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        """Remove the record and, by cascade, its chunks; False if the user has no such record."""
+        with self._engine.begin() as conn:
+            deleted = conn.execute(
+                records.delete().where(records.c.id == record_id, records.c.user_id == user_id)
+            )
+        return deleted.rowcount == 1
 
     def read(self, record: Record, start: int, stop: int) -> Iterator[bytes]:
         """Yield bytes [start, stop) of the MP3, a chunk row (or the part of one needed) at a time.
@@ -132,3 +171,10 @@ class RecordStore:
                 if piece is None:
                     return
                 yield bytes(piece)
+
+
+def _record(row: sa.RowMapping) -> Record:
+    created_at = row["created_at"]
+    if created_at.tzinfo is None:
+        created_at = created_at.replace(tzinfo=UTC)
+    return Record(**{**row, "created_at": created_at})

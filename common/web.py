@@ -10,8 +10,11 @@ from typing import Any, TypeAlias
 
 import falcon
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
+from common.accounts import Accounts
 from common.ffmpeg import ConversionError, ConversionTimeout, ConverterUnavailable
+from common.observability import RequestTelemetry, add_operations_routes
 from common.wav import BadWav, EmptyWav, NotWav
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -71,9 +74,12 @@ class SecurityHeaders:
         resp.set_headers(SECURITY_HEADERS)
 
 
-def create_base_app() -> FunctionApp:
-    """A falcon.App with the service's error format, error mapping and response headers."""
-    app = falcon.App(middleware=[SecurityHeaders()])
+def create_base_app(function: str, engine: Engine) -> FunctionApp:
+    """A function's falcon.App: the service's error format and mapping, response headers,
+    request logs and metrics, and the operations routes /healthz and /metrics."""
+    middleware: list[Any] = [RequestTelemetry(function), SecurityHeaders()]
+    app = falcon.App(middleware=middleware)
+    add_operations_routes(app, engine)
     app.set_error_serializer(serialize_error)
     app.add_error_handler(EmptyWav, _raise(falcon.HTTPBadRequest, "Missing file"))
     app.add_error_handler(NotWav, _raise(falcon.HTTPUnsupportedMediaType, "Not a WAV file"))
@@ -118,6 +124,22 @@ def single_param(req: falcon.Request, name: str) -> str | None:
 
 def parse_uuid(raw: str) -> uuid.UUID | None:
     return uuid.UUID(raw) if _UUID.match(raw) else None
+
+
+def authenticate(accounts: Accounts, user_id: uuid.UUID, token: str | None) -> None:
+    """401 unless `token` (as sent: a token that is not a UUID is simply wrong) is the user's."""
+    parsed = parse_uuid(token.strip()) if token else None
+    if not accounts.authenticate(user_id, parsed):
+        raise unauthorized()
+
+
+def request_token(req: falcon.Request) -> str | None:
+    """The token of a request: `Authorization: Bearer <token>`, else the `token` parameter."""
+    return bearer_token(req) or single_param(req, "token")
+
+
+def record_url(base: str, record_id: uuid.UUID, user_id: uuid.UUID) -> str:
+    return f"{base}/record?id={record_id}&user={user_id}"
 
 
 def bearer_token(req: falcon.Request) -> str | None:

@@ -1,4 +1,5 @@
-"""The stand-in for nginx when it is not installed: the three apps mounted on the gateway's routes.
+"""The stand-in for nginx when it is not installed: the three apps and the web page on the
+gateway's routes.
 
 Only for local runs; the tests and compose always go through nginx.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from common.config import Settings
@@ -15,6 +17,7 @@ from functions.add_record.app import create_app as create_add_record
 from functions.create_user.app import create_app as create_create_user
 from functions.get_record.app import create_app as create_get_record
 
+WEB_ROOT = Path(__file__).resolve().parent.parent / "nginx" / "web"
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -50,6 +53,48 @@ def _error(
     return [body]
 
 
+class StaticFile:
+    """One file of the web page, served as the gateway serves it."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        body = self._path.read_bytes()
+        start_response(
+            "200 OK",
+            [
+                ("Content-Type", _TYPES.get(self._path.suffix, "application/octet-stream")),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-cache"),
+                ("X-Content-Type-Options", "nosniff"),
+            ],
+        )
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+
+_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
+
+
+def _page_routes(web: Path) -> dict[str, dict[str, WSGIApp]]:
+    routes: dict[str, dict[str, WSGIApp]] = {}
+    for path in sorted(web.glob("*")):
+        if path.is_file():
+            served = StaticFile(path)
+            routes[f"/static/{path.name}"] = {"GET": served, "HEAD": served}
+            if path.name == "index.html":
+                routes["/"] = {"GET": served, "HEAD": served}
+    return routes
+
+
 def create_app(settings: Settings) -> Dispatcher:
     engine = create_engine(settings.database_url, settings.db_pool_size)
     create_user = create_create_user(settings, engine)
@@ -58,7 +103,14 @@ def create_app(settings: Settings) -> Dispatcher:
     return Dispatcher(
         {
             "/user": {"POST": create_user},
-            "/record": {"GET": get_record, "HEAD": get_record, "POST": add_record},
+            "/record": {
+                "GET": get_record,
+                "HEAD": get_record,
+                "POST": add_record,
+                "DELETE": add_record,
+            },
+            "/records": {"GET": get_record},
+            **_page_routes(WEB_ROOT),
         }
     )
 

@@ -98,6 +98,7 @@ class Stack:
                 "NGINX_PORT": str(self.port),
                 "NGINX_RUN_DIR": str(nginx_dir),
                 "NGINX_RESOLVER": "127.0.0.1",
+                "STATIC_ROOT": str(ROOT / "nginx" / "web"),
                 "MAX_UPLOAD_BYTES": env.get("MAX_UPLOAD_BYTES", str(1 << 30)),
                 "UPLOAD_TIMEOUT_S": str(timeout_s),
                 **{

@@ -39,9 +39,9 @@ RUN groupadd --system --gid 10001 app \
        --shell /usr/sbin/nologin app
 WORKDIR /app
 EXPOSE 8000
-# No health endpoint yet: the check only asks whether gunicorn accepts TCP connections on $BIND.
-HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
-    CMD ["python", "-c", "import os, socket; port = int(os.environ.get('BIND', '0.0.0.0:8000').rpartition(':')[2]); socket.create_connection(('127.0.0.1', port), timeout=2).close()"]
+# Healthy when the function answers /healthz, which checks its database connection.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=15s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; port = os.environ.get('BIND', '0.0.0.0:8000').rpartition(':')[2]; urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4)"]
 # bin/run-function starts the function named by $FUNCTION under gunicorn.
 CMD ["run-function"]
 

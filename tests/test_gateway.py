@@ -241,6 +241,15 @@ def error_requests(url: str, account: dict[str, str]) -> list[tuple[str, dict[st
         ("GET", {"url": f"{url}/elsewhere"}, 404),
         ("PUT", {"url": f"{url}/record"}, 405),
         ("DELETE", {"url": f"{url}/user"}, 405),
+        ("POST", {"url": f"{url}/records"}, 405),
+        ("GET", {"url": f"{url}/records", "params": {"user": account["id"]}}, 401),
+        ("GET", {"url": f"{url}/records", "params": {**auth, "limit": "0"}}, 400),
+        (
+            "DELETE",
+            {"url": f"{url}/record", "params": {"id": str(uuid.uuid4()), "user": account["id"]}},
+            401,
+        ),
+        ("DELETE", {"url": f"{url}/record", "params": {**auth, "id": str(uuid.uuid4())}}, 404),
     ]
 
 
@@ -255,7 +264,7 @@ def test_every_error_is_json_with_a_reason(stack: Stack, account: dict[str, str]
         if status == 401:
             assert result.headers["WWW-Authenticate"] == "Bearer"
         if status == 405:
-            assert result.headers["Allow"] in ("POST", "GET, HEAD, POST")
+            assert result.headers["Allow"] in ("POST", "GET, HEAD, POST, DELETE", "GET")
 
 
 def test_a_function_down_gives_502_json_then_recovers(
@@ -278,3 +287,21 @@ def test_a_function_down_gives_502_json_then_recovers(
 def test_server_tokens_are_hidden(stack: Stack) -> None:
     result = requests.get(f"{stack.url}/nothing", timeout=10)
     assert result.headers["Server"] == "nginx"
+
+
+def test_request_ids_and_operations_routes(stack: Stack) -> None:
+    refused = requests.get(f"{stack.url}/nothing", timeout=10)
+    assert len(refused.headers["X-Request-ID"]) == 32
+    created = requests.post(f"{stack.url}/user", json={"name": f"ops-{uuid.uuid4()}"}, timeout=10)
+    request_id = created.headers["X-Request-ID"]
+    assert len(request_id) == 32
+    assert f'"request_id": "{request_id}"' in stack.log("create_user")
+    for path in ("/metrics", "/healthz"):
+        assert requests.get(f"{stack.url}{path}", timeout=10).status_code == 404
+    function = f"http://127.0.0.1:{stack.function_ports['create_user']}"
+    assert requests.get(f"{function}/healthz", timeout=10).json() == {"status": "ok"}
+    metrics = requests.get(f"{function}/metrics", timeout=10).text
+    assert (
+        'audiosvc_requests_total{function="create_user",method="POST",route="/user",status="201"}'
+        in metrics
+    )

@@ -52,7 +52,7 @@ def test_sqlite_stack_walks_the_contract(tmp_path: Path, use_nginx: bool) -> Non
         assert (download.status_code, download.content) == (206, b"ID3")
         wrong = requests.put(f"{stack.url}/record", timeout=10)
         assert wrong.status_code == 405
-        assert wrong.headers["Allow"] == "GET, HEAD, POST"
+        assert wrong.headers["Allow"] == "GET, HEAD, POST, DELETE"
         assert requests.get(f"{stack.url}/x", timeout=10).json()["title"] == "Not Found"
     finally:
         stack.stop()

@@ -14,10 +14,20 @@ from common.config import Settings
 from common.db import create_engine, utc_now
 from common.ffmpeg import EncoderOptions
 from common.names import file_stem, original_name
+from common.observability import conversion_timer
 from common.storage import AudioFacts, RecordStore
 from common.transcode import Transcoded, transcode
 from common.wav import Readable
-from common.web import FunctionApp, base_url, create_base_app, max_body, parse_uuid, unauthorized
+from common.web import (
+    FunctionApp,
+    authenticate,
+    base_url,
+    create_base_app,
+    max_body,
+    record_url,
+    request_token,
+    uuid_param,
+)
 from functions.add_record.intake import receive
 
 SPOOL_PREFIX = "audiosvc-upload-"
@@ -42,11 +52,13 @@ class Records:
             mp3_path = Path(work) / "out.mp3"
 
             def convert(wav: Readable, file_name: str | None) -> Transcoded:
-                return transcode(wav, mp3_path, self._encoder, title=file_stem(file_name))
+                with conversion_timer():
+                    return transcode(wav, mp3_path, self._encoder, title=file_stem(file_name))
 
             upload = receive(
                 req, Path(work), self._settings.max_upload_bytes, self._authenticate, convert
             )
+            req.context.user_id = upload.user_id
             facts = AudioFacts(
                 name=original_name(upload.file_name),
                 channels=upload.result.wav.channels,
@@ -55,21 +67,27 @@ class Records:
             )
             with mp3_path.open("rb") as mp3_file:
                 record_id = self._store.save(upload.user_id, facts, mp3_file)
-        url = f"{base}/record?id={record_id}&user={upload.user_id}"
+        url = record_url(base, record_id, upload.user_id)
         resp.status = falcon.HTTP_CREATED
         resp.location = url
         resp.media = {"id": str(record_id), "url": url}
 
+    def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
+        record_id = uuid_param(req, "id")
+        user_id = req.context.user_id = uuid_param(req, "user")
+        authenticate(self._accounts, user_id, request_token(req))
+        if not self._store.delete(record_id, user_id):
+            raise falcon.HTTPNotFound(title="Not found", description="no such record for this user")
+        resp.status = falcon.HTTP_NO_CONTENT
+
     def _authenticate(self, user_id: uuid.UUID, token: str | None) -> None:
-        parsed = parse_uuid(token) if token else None
-        if not self._accounts.authenticate(user_id, parsed):
-            raise unauthorized()
+        authenticate(self._accounts, user_id, token)
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FunctionApp:
     """The function's app; `engine` defaults to a new one for this worker process."""
-    app = create_base_app()
     engine = engine or create_engine(settings.database_url, settings.db_pool_size)
+    app = create_base_app("add_record", engine)
     accounts = Accounts(engine, now=utc_now)
     store = RecordStore(engine, settings.chunk_bytes, now=utc_now)
     app.add_route("/record", Records(accounts, store, settings))

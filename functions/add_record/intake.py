@@ -18,7 +18,7 @@ import falcon
 from falcon.media.multipart import MultipartForm
 
 from common.wav import Readable
-from common.web import bearer_token, parse_uuid, single_param, uuid_param
+from common.web import bearer_token, parse_uuid, request_token, single_param, uuid_param
 
 RAW_WAV_TYPES = frozenset({"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"})
 MULTIPART = "multipart/form-data"
@@ -70,7 +70,7 @@ def receive(
         return _receive_multipart(req, work, limit, authenticate, consume)
     if kind in RAW_WAV_TYPES:
         user_id = uuid_param(req, "user")
-        authenticate(user_id, bearer_token(req) or single_param(req, "token"))
+        authenticate(user_id, request_token(req))
         file_name = single_param(req, "name")
         return Upload(
             user_id, file_name, consume(LimitedReader(req.bounded_stream, limit), file_name)

@@ -41,6 +41,7 @@ class Users:
             raise falcon.HTTPConflict(
                 title="Name taken", description="another user already has this name"
             ) from None
+        req.context.user_id = user.id
         resp.status = falcon.HTTP_CREATED
         resp.media = {"id": str(user.id), "token": str(user.token)}
 
@@ -67,8 +68,8 @@ def _name_from(body: bytes) -> str:
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FunctionApp:
     """The function's app; `engine` defaults to a new one for this worker process."""
-    app = create_base_app()
     engine = engine or create_engine(settings.database_url, settings.db_pool_size)
+    app = create_base_app("create_user", engine)
     app.add_route("/user", Users(Accounts(engine, now=utc_now)))
     return app
 

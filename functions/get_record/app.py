@@ -1,16 +1,18 @@
-"""GET|HEAD /record: the MP3 of one of the user's records, as a static file server would send it."""
+"""GET|HEAD /record: an MP3 as a static file server would send it; GET /records: the list."""
 
 from __future__ import annotations
 
 import falcon
 from sqlalchemy.engine import Engine
 
+from common.accounts import Accounts
 from common.config import Settings
 from common.db import create_engine, utc_now
 from common.names import file_stem
 from common.storage import Record, RecordStore
 from common.web import FunctionApp, create_base_app, uuid_param
 from functions.get_record.disposition import attachment
+from functions.get_record.listing import RecordList
 from functions.get_record.ranges import Unsatisfiable, byte_range, if_range_holds, none_match
 
 
@@ -26,7 +28,7 @@ class RecordFile:
 
     def _answer(self, req: falcon.Request, resp: falcon.Response, send_body: bool) -> None:
         record_id = uuid_param(req, "id")
-        user_id = uuid_param(req, "user")
+        user_id = req.context.user_id = uuid_param(req, "user")
         record = self._store.find(record_id, user_id)
         if record is None:
             raise falcon.HTTPNotFound(title="Not found", description="no such record for this user")
@@ -69,9 +71,13 @@ def _stem(record: Record) -> str:
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FunctionApp:
     """The function's app; `engine` defaults to a new one for this worker process."""
-    app = create_base_app()
     engine = engine or create_engine(settings.database_url, settings.db_pool_size)
-    app.add_route("/record", RecordFile(RecordStore(engine, settings.chunk_bytes, now=utc_now)))
+    app = create_base_app("get_record", engine)
+    store = RecordStore(engine, settings.chunk_bytes, now=utc_now)
+    app.add_route("/record", RecordFile(store))
+    app.add_route(
+        "/records", RecordList(Accounts(engine, now=utc_now), store, settings.public_base_url)
+    )
     return app
 
 

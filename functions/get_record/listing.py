@@ -1,0 +1,83 @@
+"""GET /records: a user's records, newest first, a page at a time (for the web page)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import falcon
+
+from common.accounts import Accounts
+from common.storage import Record, RecordStore, UnknownCursor
+from common.web import (
+    authenticate,
+    base_url,
+    parse_uuid,
+    record_url,
+    request_token,
+    single_param,
+    uuid_param,
+)
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+class RecordList:
+    def __init__(self, accounts: Accounts, store: RecordStore, public_base_url: str | None) -> None:
+        self._accounts = accounts
+        self._store = store
+        self._public_base_url = public_base_url
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        user_id = req.context.user_id = uuid_param(req, "user")
+        limit = _limit(single_param(req, "limit"))
+        before = _before(single_param(req, "before"))
+        authenticate(self._accounts, user_id, request_token(req))
+        try:
+            page, next_cursor = self._store.page(user_id, limit, before)
+        except UnknownCursor:
+            raise falcon.HTTPBadRequest(
+                title="Malformed parameter", description="before is not one of this user's records"
+            ) from None
+        base = base_url(req, self._public_base_url)
+        resp.set_header("Cache-Control", "no-store")
+        resp.media = {
+            "records": [_entry(record, base) for record in page],
+            "next": None if next_cursor is None else str(next_cursor),
+        }
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise falcon.HTTPBadRequest(
+            title="Malformed parameter",
+            description=f"limit must be an integer from 1 to {MAX_LIMIT}",
+        )
+    return int(raw)
+
+
+def _before(raw: str | None) -> uuid.UUID | None:
+    if raw is None:
+        return None
+    parsed = parse_uuid(raw)
+    if parsed is None:
+        raise falcon.HTTPBadRequest(
+            title="Malformed parameter", description="before must be a UUID"
+        )
+    return parsed
+
+
+def _entry(record: Record, base: str) -> dict[str, Any]:
+    return {
+        "id": str(record.id),
+        "name": record.name,
+        "url": record_url(base, record.id, record.user_id),
+        "duration_ms": record.duration_ms,
+        "channels": record.channels,
+        "sample_rate": record.sample_rate,
+        "size": record.size,
+        "created_at": record.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
