@@ -330,11 +330,7 @@ def main() -> None:
     inputs = Path(os.environ.get("BENCH_DIR", ROOT / ".run" / "bench"))
     inputs.mkdir(parents=True, exist_ok=True)
     settings = Settings.from_env()
-    options = EncoderOptions(
-        bitrate=settings.mp3_bitrate,
-        timeout_s=settings.ffmpeg_timeout_s,
-        ffmpeg_path=settings.ffmpeg_path,
-    )
+    options = EncoderOptions.from_settings(settings)
     print(
         f"load average before: {Path('/proc/loadavg').read_text().strip()}; "
         f"{os.cpu_count()} cores; MP3_BITRATE {settings.mp3_bitrate}",

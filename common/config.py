@@ -33,6 +33,8 @@ class Settings:
     mp3_bitrate: str = "192k"
     ffmpeg_path: str = "ffmpeg"
     ffmpeg_timeout_s: float = 900.0
+    max_duration_s: float = 4 * 3600.0
+    ffmpeg_memory_bytes: int = GIB
     public_base_url: str | None = None
     chunk_bytes: int = MIB
     spool_dir: str = tempfile.gettempdir()
@@ -47,6 +49,8 @@ class Settings:
             mp3_bitrate=env.get("MP3_BITRATE", "192k"),
             ffmpeg_path=env.get("FFMPEG_PATH", "ffmpeg"),
             ffmpeg_timeout_s=_float(env, "FFMPEG_TIMEOUT_S", 900.0),
+            max_duration_s=_float(env, "MAX_DURATION_S", 4 * 3600.0),
+            ffmpeg_memory_bytes=_int(env, "FFMPEG_MEMORY_BYTES", GIB),
             public_base_url=env.get("PUBLIC_BASE_URL") or None,
             chunk_bytes=_int(env, "CHUNK_BYTES", MIB),
             spool_dir=env.get("SPOOL_DIR") or tempfile.gettempdir(),
@@ -64,6 +68,10 @@ class Settings:
             )
         if self.ffmpeg_timeout_s <= 0:
             raise ConfigError("FFMPEG_TIMEOUT_S must be positive")
+        if self.max_duration_s <= 0:
+            raise ConfigError("MAX_DURATION_S must be positive")
+        if self.ffmpeg_memory_bytes < 64 * MIB:
+            raise ConfigError("FFMPEG_MEMORY_BYTES must be at least 67108864")
         if not 256 * KIB <= self.chunk_bytes <= MIB:
             raise ConfigError("CHUNK_BYTES must lie between 262144 and 1048576")
         if self.db_pool_size < 1:

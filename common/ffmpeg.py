@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
+import resource
 import subprocess
 import tempfile
 import threading
@@ -19,8 +21,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from common.config import Settings
 from common.mp3 import Mp3Info, NotMp3, read_info
-from common.wav import WavFormat
+from common.wav import STREAMING_SIZES, WavFormat
 
 MP3_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 _STDERR_TAIL = 300
@@ -49,6 +52,28 @@ class EncoderOptions:
     bitrate: str
     timeout_s: float
     ffmpeg_path: str = "ffmpeg"
+    max_duration_s: float = 4 * 3600.0
+    memory_bytes: int = 1 << 30
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EncoderOptions:
+        return cls(
+            bitrate=settings.mp3_bitrate,
+            timeout_s=settings.ffmpeg_timeout_s,
+            ffmpeg_path=settings.ffmpeg_path,
+            max_duration_s=settings.max_duration_s,
+            memory_bytes=settings.ffmpeg_memory_bytes,
+        )
+
+    def limits(self) -> dict[int, int]:
+        """rlimits of the ffmpeg child: address space, CPU seconds, and the largest MP3 it may
+        write (the longest audio allowed at the highest bitrate, with room to spare)."""
+        largest_mp3 = int(self.max_duration_s * 320_000 / 8 * 1.1) + (16 << 20)
+        return {
+            resource.RLIMIT_AS: self.memory_bytes,
+            resource.RLIMIT_CPU: math.ceil(self.timeout_s) + 5,
+            resource.RLIMIT_FSIZE: largest_mp3,
+        }
 
 
 def mp3_sample_rate(rate: int) -> int:
@@ -69,35 +94,14 @@ def command(
     The benchmark runs the same line on a file as the bare-ffmpeg reference.
     """
     protocol = source.split(":", 1)[0]
-    args = [
-        options.ffmpeg_path,
-        "-nostdin",
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-protocol_whitelist",
-        protocol,
-        "-f",
-        "wav",
-        "-i",
-        source,
-        "-map",
-        "0:a:0",
-        "-map_metadata",
-        "-1",
-        "-c:a",
-        "libmp3lame",
-        "-b:a",
-        options.bitrate,
-        "-ar",
-        str(mp3_sample_rate(wav.sample_rate)),
-        "-ac",
-        str(mp3_channels(wav.channels)),
-        "-write_xing",
-        "1",
-        "-id3v2_version",
-        "3",
-    ]
+    args = [options.ffmpeg_path, "-nostdin", "-hide_banner", "-loglevel", "error"]
+    args += ["-protocol_whitelist", protocol, "-f", "wav"]
+    if wav.declared_data_bytes in STREAMING_SIZES:
+        args += ["-ignore_length", "1"]  # a WAV written while streaming: read to the end
+    args += ["-i", source, "-map", "0:a:0", "-map_metadata", "-1"]
+    args += ["-c:a", "libmp3lame", "-b:a", options.bitrate, "-write_xing", "1"]
+    args += ["-ar", str(mp3_sample_rate(wav.sample_rate)), "-ac", str(mp3_channels(wav.channels))]
+    args += ["-id3v2_version", "3"]
     if title:
         args += ["-metadata", f"title={title}"]
     args += ["-protocol_whitelist", "file", "-f", "mp3", "-y", f"file:{target}"]
@@ -128,6 +132,11 @@ class Encoder:
             self._stderr.close()
             raise ConverterUnavailable(f"{options.ffmpeg_path} is not installed") from None
         self._stdin: IO[bytes] = self._process.stdin  # type: ignore[assignment]
+        # Set from here rather than in the child (preexec_fn is not safe in a threaded worker);
+        # ffmpeg does nothing before its first input bytes, which come only after this.
+        for limit, value in options.limits().items():
+            with contextlib.suppress(ProcessLookupError):
+                resource.prlimit(self._process.pid, limit, (value, value))
         with contextlib.suppress(OSError):
             fcntl.fcntl(self._stdin.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
         self._watchdog = threading.Timer(options.timeout_s, self._kill_on_deadline)

@@ -52,3 +52,14 @@ def original_name(name: str | None) -> str | None:
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     base = "".join(char for char in base if not is_control(char)).strip()
     return base[:MAX_FILE_NAME] or None
+
+
+def check_file_name(name: str | None) -> str | None:
+    """The original file name as sent, or ValueError when it cannot be a file name."""
+    if name is None or name == "":
+        return None
+    if "\ufffd" in name:
+        raise ValueError("the file name is not valid UTF-8")
+    if len(name) > MAX_FILE_NAME:
+        raise ValueError(f"the file name may be at most {MAX_FILE_NAME} characters")
+    return name

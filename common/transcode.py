@@ -7,9 +7,13 @@ from pathlib import Path
 
 from common.ffmpeg import Encoder, EncoderOptions
 from common.mp3 import Mp3Info
-from common.wav import BadWav, Readable, WavFormat, read_header
+from common.wav import STREAMING_SIZES, BadWav, Readable, WavFormat, read_header
 
 PIECE = 1 << 20
+
+
+class TooLong(ValueError):
+    """The audio plays longer than MAX_DURATION_S (422)."""
 
 
 @dataclass(frozen=True)
@@ -29,11 +33,28 @@ def transcode(
         encoder.write(prefix)
         while piece := stream.read(PIECE):
             total += len(piece)
+            # Stop as soon as the audio sent is longer than allowed (an estimate from the
+            # header's rates; the MP3's exact length is checked again at the end).
+            if wav.seconds(_audio_bytes(wav, total)) > options.max_duration_s:
+                raise _too_long(options)
             encoder.write(piece)
-        data_bytes = total - wav.data_offset
-        if wav.declared_data_bytes not in (0, 0xFFFFFFFF):
-            data_bytes = min(data_bytes, wav.declared_data_bytes)
+        data_bytes = _audio_bytes(wav, total)
         if data_bytes < wav.block_align:
             raise BadWav("the WAV contains no audio samples")
         mp3 = encoder.finish()
+    if mp3.duration_ms > options.max_duration_s * 1000:
+        raise _too_long(options)
     return Transcoded(wav=wav, mp3=mp3, wav_data_bytes=data_bytes)
+
+
+def _audio_bytes(wav: WavFormat, total: int) -> int:
+    """Audio bytes among the first `total` bytes: those after the header, up to the declared size
+    unless the header says 0 or 0xFFFFFFFF (a WAV written while streaming)."""
+    present = total - wav.data_offset
+    if wav.declared_data_bytes in STREAMING_SIZES:
+        return present
+    return min(present, wav.declared_data_bytes)
+
+
+def _too_long(options: EncoderOptions) -> TooLong:
+    return TooLong(f"the audio may be at most {options.max_duration_s:g} s long")

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+_UNCOMPRESSED = frozenset({0x0001, 0x0003, 0x0006, 0x0007})
+"""PCM, IEEE float, A-law, mu-law: a block per frame, whatever the header's byte rate says."""
+STREAMING_SIZES = (0, 0xFFFFFFFF)
+"""Data sizes a WAV written while streaming carries: the length was not known yet."""
 MAX_HEADER_BYTES = 8 << 20
 """Chunks before `data` (fmt, LIST, cover art...) beyond this are not a plausible WAV header."""
 _READ = 64 << 10
@@ -44,6 +48,11 @@ class WavFormat:
     bits_per_sample: int
     data_offset: int
     declared_data_bytes: int
+    byte_rate: int
+
+    def seconds(self, data_bytes: int) -> float:
+        """How long `data_bytes` of this audio play (from the header's rates: an estimate)."""
+        return data_bytes / self.byte_rate
 
 
 def sniff(head: bytes) -> None:
@@ -112,7 +121,7 @@ def read_header(stream: Readable) -> tuple[WavFormat, bytes]:
 def _format(container: str, fmt: bytes, data_offset: int, declared: int) -> WavFormat:
     if len(fmt) < 16:
         raise BadWav("the WAV's fmt chunk is truncated")
-    format_tag, channels, sample_rate, _byte_rate, block_align, bits = struct.unpack_from(
+    format_tag, channels, sample_rate, byte_rate, block_align, bits = struct.unpack_from(
         "<HHIIHH", fmt
     )
     if format_tag == WAVE_FORMAT_EXTENSIBLE and len(fmt) >= 26:
@@ -123,6 +132,8 @@ def _format(container: str, fmt: bytes, data_offset: int, declared: int) -> WavF
         raise BadWav("the WAV declares a sample rate of zero")
     if block_align == 0:
         raise BadWav("the WAV declares a block size of zero")
+    if format_tag in _UNCOMPRESSED or byte_rate == 0:
+        byte_rate = block_align * sample_rate
     return WavFormat(
         container=container,
         format_tag=format_tag,
@@ -132,4 +143,5 @@ def _format(container: str, fmt: bytes, data_offset: int, declared: int) -> WavF
         bits_per_sample=bits,
         data_offset=data_offset,
         declared_data_bytes=declared,
+        byte_rate=byte_rate,
     )

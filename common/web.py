@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from common.accounts import Accounts
 from common.ffmpeg import ConversionError, ConversionTimeout, ConverterUnavailable
 from common.observability import RequestTelemetry, add_operations_routes
+from common.transcode import TooLong
 from common.wav import BadWav, EmptyWav, NotWav
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -90,6 +91,7 @@ def create_base_app(function: str, engine: Engine) -> FunctionApp:
     app.add_error_handler(
         ConversionTimeout, _raise(falcon.HTTPUnprocessableEntity, "Conversion too long")
     )
+    app.add_error_handler(TooLong, _raise(falcon.HTTPUnprocessableEntity, "Audio too long"))
     app.add_error_handler(
         ConverterUnavailable, _raise(falcon.HTTPServiceUnavailable, "Converter unavailable")
     )

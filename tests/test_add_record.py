@@ -14,26 +14,10 @@ from sqlalchemy.engine import Engine
 
 from common.db import record_chunks, records
 from functions.add_record.app import create_app
+from tests.forms import multipart
 from tests.wavs import fmt_chunk, pcm16, riff
 
 WAV = pcm16(1.0, 44100, 2)
-
-
-def multipart(fields: dict[str, str], files: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    body = b""
-    for name, value in fields.items():
-        body += (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
-        ).encode()
-    for name, filename, data in files:
-        body += (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
-            f'filename="{filename}"\r\nContent-Type: audio/wav\r\n\r\n'
-        ).encode()
-        body += data + b"\r\n"
-    body += f"--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def post_multipart(

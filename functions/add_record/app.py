@@ -39,11 +39,7 @@ class Records:
         self._store = store
         self._settings = settings
         self._check_length = max_body(settings.max_upload_bytes)
-        self._encoder = EncoderOptions(
-            bitrate=settings.mp3_bitrate,
-            timeout_s=settings.ffmpeg_timeout_s,
-            ffmpeg_path=settings.ffmpeg_path,
-        )
+        self._encoder = EncoderOptions.from_settings(settings)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._check_length(req, resp, self, {})

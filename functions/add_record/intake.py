@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 import falcon
-from falcon.media.multipart import MultipartForm
+from falcon.media.multipart import BodyPart, MultipartForm
 
+from common.names import check_file_name
 from common.wav import Readable
 from common.web import bearer_token, parse_uuid, request_token, single_param, uuid_param
 
@@ -71,7 +72,7 @@ def receive(
     if kind in RAW_WAV_TYPES:
         user_id = uuid_param(req, "user")
         authenticate(user_id, request_token(req))
-        file_name = single_param(req, "name")
+        file_name = _file_name(single_param(req, "name"))
         return Upload(
             user_id, file_name, consume(LimitedReader(req.bounded_stream, limit), file_name)
         )
@@ -91,7 +92,7 @@ def _receive_multipart(
     spooled = work / "upload.wav"
     form: MultipartForm = req.get_media()
     for part in form:
-        name = part.name
+        name, part_file_name = _disposition(part)
         if name in _FIELDS:
             if name in fields:
                 raise falcon.HTTPBadRequest(
@@ -104,7 +105,7 @@ def _receive_multipart(
                     title="Malformed form", description="send exactly one file part"
                 )
             seen_file = True
-            file_name = part.filename
+            file_name = _file_name(part_file_name)
             wav = LimitedReader(part.stream, limit)
             token = _token(req, fields)
             if "user" in fields and token is not None:
@@ -127,6 +128,23 @@ def _receive_multipart(
         with spooled.open("rb") as wav_file:
             result = (consume(wav_file, file_name),)
     return Upload(user_id, file_name, result[0])
+
+
+def _disposition(part: BodyPart) -> tuple[str | None, str | None]:
+    """A part's field name and file name, 400 when its headers are not UTF-8."""
+    try:
+        return part.name, part.filename
+    except UnicodeDecodeError:
+        raise falcon.HTTPBadRequest(
+            title="Malformed form", description="a part's headers are not valid UTF-8"
+        ) from None
+
+
+def _file_name(raw: str | None) -> str | None:
+    try:
+        return check_file_name(raw)
+    except ValueError as error:
+        raise falcon.HTTPBadRequest(title="Invalid file name", description=str(error)) from None
 
 
 def _user(fields: dict[str, str]) -> uuid.UUID:
