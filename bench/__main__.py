@@ -351,6 +351,8 @@ def main() -> None:
                     "DATABASE_URL": database,
                     "MAX_UPLOAD_BYTES": str(2 * GIB),
                     "SPOOL_DIR": str(scratch),
+                    "USER_RATE_LIMIT": "100000r/s",
+                    "UPLOAD_RATE_LIMIT": "100000r/s",
                 },
             )
             stack.start()

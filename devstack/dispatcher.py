@@ -109,7 +109,7 @@ def create_app(settings: Settings) -> Dispatcher:
                 "POST": add_record,
                 "DELETE": add_record,
             },
-            "/records": {"GET": get_record},
+            "/records": {"GET": get_record, "HEAD": get_record},
             **_page_routes(WEB_ROOT),
         }
     )

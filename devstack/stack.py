@@ -23,6 +23,14 @@ from devstack.gateway import render
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ("create_user", "add_record", "get_record")
+GATEWAY_DEFAULTS = {
+    "USER_RATE_LIMIT": "10r/s",
+    "USER_RATE_BURST": "20",
+    "UPLOAD_RATE_LIMIT": "5r/s",
+    "UPLOAD_RATE_BURST": "20",
+    "CLIENT_TIMEOUT_S": "60",
+}
+"""The gateway's settings and their defaults (the same as in .env.example and compose)."""
 
 
 def free_port() -> int:
@@ -99,6 +107,7 @@ class Stack:
                 "NGINX_RUN_DIR": str(nginx_dir),
                 "NGINX_RESOLVER": "127.0.0.1",
                 "STATIC_ROOT": str(ROOT / "nginx" / "web"),
+                **{name: env.get(name, default) for name, default in GATEWAY_DEFAULTS.items()},
                 "MAX_UPLOAD_BYTES": env.get("MAX_UPLOAD_BYTES", str(1 << 30)),
                 "UPLOAD_TIMEOUT_S": str(timeout_s),
                 **{

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from common.db import create_engine, utc_now
 from common.ffmpeg import EncoderOptions
 from common.names import file_stem, original_name
 from common.observability import conversion_timer
+from common.spool import sweep, upload_directory
 from common.storage import AudioFacts, RecordStore
 from common.transcode import Transcoded, transcode
 from common.wav import Readable
@@ -30,8 +30,6 @@ from common.web import (
 )
 from functions.add_record.intake import receive
 
-SPOOL_PREFIX = "audiosvc-upload-"
-
 
 class Records:
     def __init__(self, accounts: Accounts, store: RecordStore, settings: Settings) -> None:
@@ -44,7 +42,7 @@ class Records:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._check_length(req, resp, self, {})
         base = base_url(req, self._settings.public_base_url)
-        with tempfile.TemporaryDirectory(prefix=SPOOL_PREFIX, dir=self._settings.spool_dir) as work:
+        with upload_directory(self._settings.spool_dir) as work:
             mp3_path = Path(work) / "out.mp3"
 
             def convert(wav: Readable, file_name: str | None) -> Transcoded:
@@ -84,6 +82,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FunctionApp:
     """The function's app; `engine` defaults to a new one for this worker process."""
     engine = engine or create_engine(settings.database_url, settings.db_pool_size)
     app = create_base_app("add_record", engine)
+    sweep(settings.spool_dir)
     accounts = Accounts(engine, now=utc_now)
     store = RecordStore(engine, settings.chunk_bytes, now=utc_now)
     app.add_route("/record", Records(accounts, store, settings))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -19,6 +20,7 @@ from common.web import (
     uuid_param,
 )
 
+_LIMIT = re.compile(r"[0-9]{1,3}")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
@@ -47,11 +49,13 @@ class RecordList:
             "next": None if next_cursor is None else str(next_cursor),
         }
 
+    on_head = on_get
+
 
 def _limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
         raise falcon.HTTPBadRequest(
             title="Malformed parameter",
             description=f"limit must be an integer from 1 to {MAX_LIMIT}",

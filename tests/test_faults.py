@@ -1,0 +1,332 @@
+"""Faults, through the real gateway: limits hit, processes killed, PostgreSQL stopped, crowds.
+
+Each test checks the answer (status, JSON reason) and that nothing is lost or half-stored.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from bench.wavgen import write_wav
+from common.db import migrate, record_chunks, records
+from common.spool import PREFIX
+from devstack.stack import Stack, free_port, wait_for_port
+from tests.wavs import pcm16
+
+pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+
+GENEROUS = {
+    "USER_RATE_LIMIT": "10000r/s",
+    "UPLOAD_RATE_LIMIT": "10000r/s",
+    "USER_RATE_BURST": "1000",
+    "UPLOAD_RATE_BURST": "1000",
+}
+
+
+def start_stack(tmp: Path, database_url: str, **env: str) -> Stack:
+    spool = tmp / "spool"
+    spool.mkdir(exist_ok=True)
+    stack = Stack(
+        run_dir=tmp / "run",
+        port=free_port(),
+        use_nginx=True,
+        env={"DATABASE_URL": database_url, "SPOOL_DIR": str(spool), **GENEROUS, **env},
+    )
+    stack.start()
+    return stack
+
+
+@pytest.fixture(scope="module")
+def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = start_stack(tmp_path_factory.mktemp("faults"), database_url)
+    yield stack
+    stack.stop()
+
+
+def new_user(stack: Stack) -> dict[str, str]:
+    result = requests.post(f"{stack.url}/user", json={"name": f"f-{uuid.uuid4()}"}, timeout=10)
+    assert result.status_code == 201, result.text
+    return dict(result.json())
+
+
+def upload(
+    stack: Stack, user: dict[str, str], data: bytes | Any, timeout: float = 120
+) -> requests.Response:
+    return requests.post(
+        f"{stack.url}/record",
+        params={"user": user["id"]},
+        data=data,
+        headers={"Content-Type": "audio/wav", "Authorization": f"Bearer {user['token']}"},
+        timeout=timeout,
+    )
+
+
+def count_rows(database_url: str) -> tuple[int, int]:
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return (
+                conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one(),
+                conn.execute(sa.select(sa.func.count()).select_from(record_chunks)).scalar_one(),
+            )
+    finally:
+        engine.dispose()
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout
+    return [int(child) for child in out.split()]
+
+
+def test_rate_limits_answer_429_in_json(database_url: str, tmp_path: Path) -> None:
+    stack = start_stack(tmp_path, database_url, USER_RATE_LIMIT="1r/s", USER_RATE_BURST="2")
+    try:
+        answers = [
+            requests.post(f"{stack.url}/user", json={"name": f"r-{uuid.uuid4()}"}, timeout=10)
+            for _ in range(8)
+        ]
+        limited = [answer for answer in answers if answer.status_code == 429]
+        assert len(limited) >= 4
+        assert limited[0].json()["title"] == "Too Many Requests"
+        assert limited[0].headers["Retry-After"] == "1"
+        assert {answer.status_code for answer in answers} <= {201, 429}
+        assert requests.get(f"{stack.url}/records", timeout=10).status_code == 400
+    finally:
+        stack.stop()
+
+
+def test_a_client_too_slow_to_send_its_headers_is_dropped(
+    database_url: str, tmp_path: Path
+) -> None:
+    stack = start_stack(tmp_path, database_url, CLIENT_TIMEOUT_S="1")
+    try:
+        with socket.create_connection(("127.0.0.1", stack.port), timeout=10) as slow:
+            slow.sendall(b"POST /user HTTP/1.1\r\nHost: x\r\n")
+            started = time.monotonic()
+            answer = slow.recv(1024)
+            assert answer == b"" or b" 408 " in answer
+            assert time.monotonic() - started < 5
+    finally:
+        stack.stop()
+
+
+def test_twenty_creations_of_one_name_make_one_user(stack: Stack) -> None:
+    name = f"crowd-{uuid.uuid4()}"
+    barrier = threading.Barrier(20)
+
+    def create(_: int) -> int:
+        barrier.wait()
+        return requests.post(f"{stack.url}/user", json={"name": name}, timeout=30).status_code
+
+    with ThreadPoolExecutor(20) as pool:
+        statuses = sorted(pool.map(create, range(20)))
+    assert statuses == [201] + [409] * 19
+
+
+def test_fifty_concurrent_uploads_from_ten_users(stack: Stack) -> None:
+    users = [new_user(stack) for _ in range(10)]
+    wavs = [pcm16(0.5 + index / 20, 22050, 1 + index % 2) for index in range(50)]
+
+    def send(index: int) -> tuple[dict[str, str], requests.Response]:
+        user = users[index % 10]
+        return user, upload(stack, user, wavs[index])
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(send, range(50)))
+    assert [result.status_code for _, result in results] == [201] * 50
+    for _, result in results:
+        first = requests.get(result.json()["url"], timeout=30)
+        second = requests.get(result.json()["url"], timeout=30)
+        assert first.status_code == second.status_code == 200
+        assert first.content == second.content
+        assert first.headers["ETag"] == f'"{hashlib.sha256(first.content).hexdigest()}"'
+
+
+def long_wav(path: Path, seconds: int) -> Path:
+    return write_wav(path, seconds * 44100)
+
+
+def test_ffmpeg_killed_mid_conversion_stores_nothing(
+    stack: Stack, database_url: str, tmp_path: Path
+) -> None:
+    user = new_user(stack)
+    wav = long_wav(tmp_path / "long.wav", 400)
+    before = count_rows(database_url)
+    worker_pids = children(stack.processes["add_record"].pid)
+
+    def kill_ffmpeg() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for worker in worker_pids:
+                for child in children(worker):
+                    os.kill(child, signal.SIGKILL)
+                    return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_ffmpeg)
+    killer.start()
+    with wav.open("rb") as body:
+        result = upload(stack, user, body)
+    killer.join()
+    assert result.status_code == 422, result.text
+    assert "signal 9" in result.json()["description"]
+    assert count_rows(database_url) == before
+
+
+def test_add_record_worker_killed_mid_upload(
+    stack: Stack, database_url: str, tmp_path: Path
+) -> None:
+    user = new_user(stack)
+    wav = long_wav(tmp_path / "long.wav", 400)
+    before = count_rows(database_url)
+    spool = Path(stack.env["SPOOL_DIR"])
+    master = stack.processes["add_record"].pid
+
+    def kill_busy_worker() -> list[Path]:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for worker in children(master):
+                if children(worker):
+                    left = list(spool.glob(f"{PREFIX}{worker}-*"))
+                    os.kill(worker, signal.SIGKILL)
+                    return left
+            time.sleep(0.02)
+        return []
+
+    with ThreadPoolExecutor(1) as pool:
+        left_behind = pool.submit(kill_busy_worker)
+        with wav.open("rb") as body:
+            result = upload(stack, user, body)
+        orphaned = left_behind.result()
+    assert result.status_code == 502
+    assert result.json()["title"] == "Bad Gateway"
+    assert orphaned, "the killed worker had a spool directory"
+    assert count_rows(database_url) == before
+    deadline = time.monotonic() + 20
+    while any(path.exists() for path in orphaned) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(path.exists() for path in orphaned), "the next worker swept the spool"
+    assert upload(stack, user, pcm16(0.5)).status_code == 201
+
+
+def postgres_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return Path(found[-1]).parent if found and shutil.which("runuser") else None
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own, so that it can be stopped and started."""
+
+    def __init__(self, directory: Path, binaries: Path) -> None:
+        self.directory, self.binaries, self.port = directory, binaries, free_port()
+        self.directory.mkdir()
+        shutil.chown(self.directory, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.directory / "data"), "-A", "trust", "-U", "postgres")
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", str(self.binaries / tool), *args],
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self) -> None:
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.directory / "data"),
+            "-w",
+            "-l",
+            str(self.directory / "log"),
+            "-o",
+            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1",
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")
+
+    def stop_if_running(self) -> None:
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                str(self.binaries / "pg_ctl"),
+                "-D",
+                str(self.directory / "data"),
+                "-m",
+                "immediate",
+                "stop",
+            ],
+            capture_output=True,
+            check=False,
+        )
+
+
+@pytest.mark.skipif(
+    postgres_bin() is None or os.geteuid() != 0,
+    reason="needs PostgreSQL's server binaries and root to run them as postgres",
+)
+def test_postgres_stopped_then_back_and_data_survives_restarts(tmp_path_factory: Any) -> None:
+    binaries = postgres_bin()
+    assert binaries is not None
+    base = Path(f"/tmp/audiosvc-pg-{uuid.uuid4().hex[:8]}")
+    server = PrivatePostgres(base, binaries)
+    server.start()
+    stack = None
+    try:
+        migrate(server.url)
+        stack = start_stack(tmp_path_factory.mktemp("pgfault"), server.url)
+        user = new_user(stack)
+        created = upload(stack, user, pcm16(2.0)).json()
+        original = requests.get(created["url"], timeout=30).content
+
+        server.stop()
+        for answer in (
+            requests.post(f"{stack.url}/user", json={"name": "x"}, timeout=30),
+            upload(stack, user, pcm16(0.5)),
+            requests.get(created["url"], timeout=30),
+        ):
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["title"] == "Database unavailable"
+            assert answer.headers["Retry-After"] == "5"
+
+        server.start()
+        assert new_user(stack)["id"]
+        assert requests.get(created["url"], timeout=30).content == original
+
+        for name in ("create_user", "add_record", "get_record"):
+            stack.stop_function(name)
+            stack.start_function(name)
+            wait_for_port(stack.function_ports[name], stack.processes[name], time.monotonic() + 20)
+        server.stop()
+        server.start()
+        assert requests.get(created["url"], timeout=30).content == original
+        assert upload(stack, user, pcm16(0.5)).status_code == 201
+    finally:
+        if stack is not None:
+            stack.stop()
+        server.stop_if_running()
+        shutil.rmtree(base, ignore_errors=True)
