@@ -33,6 +33,10 @@ timeout = _env_int("GUNICORN_TIMEOUT", _CONVERSION_BUDGET_S if _CPU_BOUND else 6
 # idle keep-alive connections are held by add_record).
 worker_connections = threads if _CPU_BOUND else 1000
 graceful_timeout = 30
+# nginx bounds request lines and headers (8 KiB, answering 414/400 in JSON); a lower limit here
+# would answer the few requests in between with gunicorn's own HTML error page.
+limit_request_line = 0
+limit_request_field_size = 0
 keepalive = _env_int("GUNICORN_KEEPALIVE", 75)
 accesslog = None
 errorlog = "-"

@@ -1,0 +1,304 @@
+// The web page: an account kept in localStorage, uploads with progress, the list of records.
+import { ApiError, createUser, deleteRecord, listRecords, uploadRecord } from "./api.js";
+
+const STORAGE_KEY = "audio-uploads.account";
+const $ = (id) => document.getElementById(id);
+
+let account = loadAccount();
+let uploads = Promise.resolve(); // files are uploaded one after the other
+
+// --- Messages -------------------------------------------------------------------------------
+
+function say(message, kind = "info") {
+  $("status").textContent = message;
+  $("status-bar").dataset.kind = kind;
+  $("status-dismiss").hidden = message === "";
+}
+
+function report(error) {
+  const message = error instanceof ApiError ? error.message : `Something went wrong: ${error.message}`;
+  say(message, "error");
+}
+
+async function whileBusy(button, work) {
+  button.disabled = true;
+  try {
+    return await work();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// --- Account --------------------------------------------------------------------------------
+
+function loadAccount() {
+  try {
+    const stored = JSON.parse(localStorage.getItem(STORAGE_KEY));
+    return stored && stored.id && stored.token ? stored : null;
+  } catch {
+    return null;
+  }
+}
+
+function saveAccount(value) {
+  account = value;
+  localStorage.setItem(STORAGE_KEY, JSON.stringify(value));
+}
+
+function showAccount() {
+  const signedIn = account !== null;
+  for (const id of ["signed-in", "who", "upload-section", "records-section"]) $(id).hidden = !signedIn;
+  $("signed-out").hidden = signedIn;
+  if (!signedIn) return;
+  const label = account.name || "an existing account";
+  $("who-name").textContent = label;
+  $("account-name").textContent = label;
+  $("account-id").textContent = account.id;
+}
+
+function showCredentials(created) {
+  $("credentials-id").textContent = created.id;
+  $("credentials-token").textContent = created.token;
+  $("credentials").hidden = false;
+}
+
+function hideCredentials() {
+  $("credentials").hidden = true;
+  $("credentials-id").textContent = "";
+  $("credentials-token").textContent = "";
+}
+
+function signIn(value) {
+  saveAccount(value);
+  showAccount();
+  refreshRecords();
+}
+
+async function onCreate(event) {
+  event.preventDefault();
+  const name = $("create-name").value.trim();
+  try {
+    const created = await whileBusy(event.submitter, () => createUser(name));
+    event.target.reset();
+    showCredentials(created);
+    signIn({ id: created.id, token: created.token, name });
+    say(`Account created. Welcome, ${name}.`);
+  } catch (error) {
+    report(error);
+  }
+}
+
+async function onUseExisting(event) {
+  event.preventDefault();
+  const candidate = {
+    id: $("existing-id").value.trim(),
+    token: $("existing-token").value.trim(),
+    name: $("existing-name").value.trim() || null,
+  };
+  try {
+    await whileBusy(event.submitter, () => listRecords(candidate)); // checks the id and token
+    event.target.reset();
+    signIn(candidate);
+    say("Signed in.");
+  } catch (error) {
+    report(error);
+  }
+}
+
+function onForget() {
+  const sure = window.confirm(
+    "Forget this account on this browser? Without its id and token you cannot reach its records again.",
+  );
+  if (!sure) return;
+  localStorage.removeItem(STORAGE_KEY);
+  account = null;
+  hideCredentials();
+  $("uploads").replaceChildren();
+  $("records").replaceChildren();
+  showAccount();
+  say("This browser no longer remembers the account.");
+}
+
+// --- Uploads --------------------------------------------------------------------------------
+
+function addFiles(files) {
+  const owner = account;
+  for (const file of files) {
+    const row = uploadRow(file);
+    uploads = uploads.then(() => upload(owner, file, row));
+  }
+}
+
+function uploadRow(file) {
+  const row = $("upload-template").content.firstElementChild.cloneNode(true);
+  row.querySelector(".upload-name").textContent = file.name;
+  const bar = row.querySelector("progress");
+  bar.max = Math.max(file.size, 1);
+  bar.setAttribute("aria-label", `Upload of ${file.name}`);
+  $("uploads").append(row);
+  return row;
+}
+
+function setUploadState(row, text, state) {
+  row.querySelector(".upload-state").textContent = text;
+  row.dataset.state = state;
+}
+
+async function upload(owner, file, row) {
+  const bar = row.querySelector("progress");
+  setUploadState(row, "Uploading…", "sending");
+  try {
+    await uploadRecord(owner, file, {
+      onProgress(sent, total) {
+        bar.max = total;
+        bar.value = sent;
+      },
+      onSent() {
+        bar.value = bar.max;
+        setUploadState(row, "Converting…", "converting");
+      },
+    });
+    setUploadState(row, "Done", "done");
+    await refreshRecords();
+  } catch (error) {
+    setUploadState(row, "Failed", "failed");
+    row.querySelector(".upload-error").textContent = error.message;
+    report(error);
+  }
+}
+
+function onDragOver(event) {
+  event.preventDefault();
+  event.currentTarget.classList.add("is-dragging");
+}
+
+function onDragLeave(event) {
+  event.currentTarget.classList.remove("is-dragging");
+}
+
+function onDrop(event) {
+  event.preventDefault();
+  event.currentTarget.classList.remove("is-dragging");
+  addFiles([...event.dataTransfer.files]);
+}
+
+function onFilesChosen(event) {
+  addFiles([...event.target.files]);
+  event.target.value = ""; // choosing the same file again is a new upload
+}
+
+// --- Records --------------------------------------------------------------------------------
+
+function formatDuration(ms) {
+  const seconds = Math.round(ms / 1000);
+  return `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+}
+
+function formatSize(bytes) {
+  if (bytes < 1024) return `${bytes} bytes`;
+  if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+}
+
+function formatDate(iso) {
+  return new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+function recordItem(record) {
+  const item = $("record-template").content.firstElementChild.cloneNode(true);
+  const name = record.name || "untitled";
+  const part = (selector) => item.querySelector(selector);
+  item.dataset.id = record.id;
+  part(".record-name").textContent = name;
+  part(".record-duration").textContent = formatDuration(record.duration_ms);
+  part(".record-size").textContent = formatSize(record.size);
+  part(".record-created").dateTime = record.created_at;
+  part(".record-created").textContent = formatDate(record.created_at);
+  part("audio").src = record.url;
+  part("audio").setAttribute("aria-label", `Play ${name}`);
+  part(".record-download").href = record.url;
+  part(".record-download").setAttribute("aria-label", `Download ${name}`);
+  part(".record-copy").setAttribute("aria-label", `Copy link to ${name}`);
+  part(".record-copy").addEventListener("click", () => copyLink(record.url));
+  part(".record-delete").setAttribute("aria-label", `Delete ${name}`);
+  part(".record-delete").addEventListener("click", (event) =>
+    removeRecord(record.id, name, item, event.currentTarget),
+  );
+  return item;
+}
+
+function showRecords(page, { append }) {
+  const items = page.records.map(recordItem);
+  if (append) $("records").append(...items);
+  else $("records").replaceChildren(...items);
+  $("load-more").hidden = page.next === null;
+  showIfEmpty();
+}
+
+function showIfEmpty() {
+  $("records-empty").hidden = $("records").children.length > 0;
+}
+
+async function refreshRecords() {
+  if (account === null) return;
+  try {
+    showRecords(await listRecords(account), { append: false });
+  } catch (error) {
+    report(error);
+  }
+}
+
+async function onLoadMore(event) {
+  // `next` is the id of the last record listed; reading it from the list keeps paging right
+  // when that record was deleted meanwhile.
+  const last = $("records").lastElementChild;
+  if (last === null) return refreshRecords();
+  try {
+    const page = await whileBusy(event.currentTarget, () => listRecords(account, last.dataset.id));
+    showRecords(page, { append: true });
+  } catch (error) {
+    report(error);
+  }
+}
+
+async function copyLink(url) {
+  try {
+    await navigator.clipboard.writeText(url);
+    say("Link copied to the clipboard.");
+  } catch {
+    say(`This browser did not allow copying. Copy the link by hand: ${url}`, "error");
+  }
+}
+
+async function removeRecord(id, name, item, button) {
+  if (!window.confirm(`Delete “${name}”? Its MP3 is removed for good.`)) return;
+  try {
+    await whileBusy(button, () => deleteRecord(account, id));
+    item.remove();
+    showIfEmpty();
+    say(`Deleted “${name}”.`);
+  } catch (error) {
+    report(error);
+  }
+}
+
+// --- Start ----------------------------------------------------------------------------------
+
+function start() {
+  $("create-form").addEventListener("submit", onCreate);
+  $("existing-form").addEventListener("submit", onUseExisting);
+  $("credentials-done").addEventListener("click", hideCredentials);
+  $("forget").addEventListener("click", onForget);
+  $("status-dismiss").addEventListener("click", () => say(""));
+  $("file-input").addEventListener("change", onFilesChosen);
+  const zone = $("drop-zone");
+  zone.addEventListener("dragover", onDragOver);
+  zone.addEventListener("dragleave", onDragLeave);
+  zone.addEventListener("drop", onDrop);
+  $("refresh").addEventListener("click", refreshRecords);
+  $("load-more").addEventListener("click", onLoadMore);
+  showAccount();
+  refreshRecords();
+}
+
+start();

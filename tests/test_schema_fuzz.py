@@ -1,0 +1,60 @@
+"""Schemathesis against the running stack: requests made up from openapi.yaml, bounded in time.
+
+No answer may be a 5xx, and every answer must match the schema (status, content type, body).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.stack import ROOT, Stack, free_port
+
+pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+        "response_headers_conformance",
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = Stack(
+        run_dir=tmp_path_factory.mktemp("fuzz"),
+        port=free_port(),
+        use_nginx=True,
+        env={
+            "DATABASE_URL": database_url,
+            "USER_RATE_LIMIT": "100000r/s",
+            "UPLOAD_RATE_LIMIT": "100000r/s",
+            "SPOOL_DIR": str(tmp_path_factory.mktemp("spool")),
+        },
+    )
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def test_fuzzed_requests_get_no_5xx_and_match_the_schema(stack: Stack, tmp_path: Path) -> None:
+    schemathesis = Path(sys.executable).with_name("st")
+    command = [str(schemathesis), "run", str(ROOT / "openapi.yaml"), "--url", stack.url]
+    command += ["--checks", CHECKS, "--phases", "examples,coverage,fuzzing"]
+    command += ["--max-examples", "15", "--max-time", "45", "--request-timeout", "30"]
+    command += ["--seed", "20261127", "--workers", "1", "--generation-database", "none"]
+    report = subprocess.run(
+        command, capture_output=True, text=True, cwd=tmp_path, check=False, timeout=300
+    )
+    found = [report.stdout.find(section) for section in ("ERRORS", "FAILURES")]
+    failures = report.stdout[min([at for at in found if at >= 0], default=0) :]
+    assert report.returncode == 0, failures[:8000] + report.stderr[-2000:]

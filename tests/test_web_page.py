@@ -1,0 +1,417 @@
+"""The web page at `/` in a real browser (Playwright + Debian's chromium) against the whole stack.
+
+Everything goes through nginx as a person would: create an account, upload WAVs, play, seek,
+download and delete the MP3s. Also writes docs/screenshot.png (the page with two records).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from devstack.stack import Stack, free_port
+from tests.wavs import pcm16
+
+try:
+    from playwright.sync_api import (
+        Browser,
+        Locator,
+        Page,
+        ViewportSize,
+        expect,
+        sync_playwright,
+    )
+except ImportError:
+    HAVE_PLAYWRIGHT = False
+else:
+    HAVE_PLAYWRIGHT = True
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOT = ROOT / "docs" / "screenshot.png"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DESKTOP: ViewportSize = {"width": 1100, "height": 900}
+PHONE: ViewportSize = {"width": 360, "height": 740}
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# Conversions take a few seconds on a busy machine; the page waits for them, so do the tests.
+SLOW_MS = 60_000
+
+pytestmark = [
+    pytest.mark.skipif(
+        not HAVE_PLAYWRIGHT,
+        reason="the playwright package is not installed (it is in the project's test extras)",
+    ),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="/usr/bin/chromium is missing (apt-get install chromium; .ci/run installs it)",
+    ),
+    pytest.mark.skipif(
+        shutil.which("nginx") is None,
+        reason="nginx is not installed (make test installs it through .ci/run)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = Stack(
+        run_dir=tmp_path_factory.mktemp("web-gateway"),
+        port=free_port(),
+        use_nginx=True,
+        env={
+            "DATABASE_URL": database_url,
+            "SPOOL_DIR": str(tmp_path_factory.mktemp("web-spool")),
+            "GUNICORN_WORKERS": "2",
+        },
+    )
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def new_page(browser: Browser, viewport: ViewportSize) -> Page:
+    context = browser.new_context(
+        viewport=viewport,
+        locale="en-US",
+        accept_downloads=True,
+        permissions=["clipboard-read", "clipboard-write"],
+    )
+    page = context.new_page()
+    page.set_default_timeout(SLOW_MS)
+    return page
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    page = new_page(browser, DESKTOP)
+    yield page
+    page.context.close()
+
+
+def sign_up(page: Page, stack: Stack, name: str | None = None) -> dict[str, str]:
+    """Create an account through the page; returns what the page stored."""
+    page.goto(stack.url)
+    page.get_by_label("Your name").fill(name or f"Tester {uuid.uuid4().hex[:8]}")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.locator("#credentials")).to_be_visible()
+    return stored_account(page)
+
+
+def stored_account(page: Page) -> Any:
+    return page.evaluate("JSON.parse(localStorage.getItem('audio-uploads.account'))")
+
+
+def choose_files(page: Page, tmp_path: Path, files: dict[str, bytes]) -> None:
+    paths = []
+    for name, content in files.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        paths.append(path)
+    page.get_by_label("Drop WAV files here").set_input_files(paths)
+
+
+def upload_row(page: Page, name: str) -> Locator:
+    return page.locator(".upload", has_text=name)
+
+
+def record_item(page: Page, name: str) -> Locator:
+    return page.locator(".record").filter(has=page.get_by_role("heading", name=name, exact=True))
+
+
+def upload(page: Page, tmp_path: Path, name: str, seconds: float) -> Locator:
+    choose_files(page, tmp_path, {name: pcm16(seconds, 44100, 2)})
+    expect(upload_row(page, name)).to_contain_text("Done", timeout=SLOW_MS)
+    record = record_item(page, name)
+    expect(record).to_be_visible()
+    return record
+
+
+def audio_duration(audio: Locator) -> float:
+    """The <audio> element's duration, once its metadata has loaded."""
+    return float(
+        audio.evaluate(
+            """audio => new Promise((resolve, reject) => {
+                if (audio.readyState >= HTMLMediaElement.HAVE_METADATA) resolve(audio.duration);
+                audio.addEventListener("loadedmetadata", () => resolve(audio.duration));
+                audio.addEventListener("error", () => reject(new Error("audio error")));
+            })"""
+        )
+    )
+
+
+def test_creating_an_account_shows_the_token_once_and_keeps_it(
+    browser: Browser, stack: Stack
+) -> None:
+    page = new_page(browser, DESKTOP)
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    name = f"Алиса {uuid.uuid4().hex[:6]}"
+
+    account = sign_up(page, stack, name)
+
+    credentials = page.locator("#credentials")
+    expect(credentials).to_contain_text("cannot be shown again")
+    token = page.locator("#credentials-token").inner_text()
+    assert UUID.match(token)
+    assert account == {
+        "id": page.locator("#credentials-id").inner_text(),
+        "token": token,
+        "name": name,
+    }
+    expect(page.locator("#who")).to_have_text(f"Signed in as {name}")
+    expect(page.get_by_role("status")).to_contain_text("Account created")
+    listing = requests.get(
+        f"{stack.url}/records",
+        params={"user": account["id"]},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert listing.status_code == 200
+    # A new visit: still signed in, the token is not shown again.
+    page.reload()
+    expect(page.locator("#who")).to_have_text(f"Signed in as {name}")
+    expect(credentials).to_be_hidden()
+    expect(page.get_by_text("No records yet")).to_be_visible()
+    assert token not in page.content()
+    assert problems == []  # no script errors, no Content-Security-Policy violations
+    page.context.close()
+
+
+def test_a_taken_name_is_refused_in_words(page: Page, stack: Stack) -> None:
+    name = f"Taken {uuid.uuid4().hex[:8]}"
+    requests.post(f"{stack.url}/user", json={"name": name}, timeout=10).raise_for_status()
+    page.goto(stack.url)
+    page.get_by_label("Your name").fill(name)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("status")).to_have_text(
+        "Name taken: another user already has this name"
+    )
+    assert stored_account(page) is None
+
+
+def test_forget_and_use_an_existing_account(page: Page, stack: Stack, tmp_path: Path) -> None:
+    account = sign_up(page, stack)
+    upload(page, tmp_path, "kept.wav", 1.0)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Forget this account").click()
+    expect(page.get_by_label("Your name")).to_be_visible()
+    expect(page.locator("#who")).to_be_hidden()
+    assert stored_account(page) is None
+
+    page.get_by_text("Use an existing account").click()
+    page.get_by_label("Account id").fill(account["id"])
+    page.get_by_label("Token").fill(str(uuid.uuid4()))
+    page.get_by_role("button", name="Use this account").click()
+    expect(page.get_by_role("status")).to_contain_text("Unauthorized")
+    assert stored_account(page) is None
+
+    page.get_by_label("Token").fill(account["token"])
+    page.get_by_label(re.compile("^Name")).fill("Back again")
+    page.get_by_role("button", name="Use this account").click()
+    expect(page.locator("#who")).to_have_text("Signed in as Back again")
+    expect(record_item(page, "kept.wav")).to_be_visible()
+    assert stored_account(page) == {**account, "name": "Back again"}
+
+
+def test_upload_shows_real_progress_then_the_record_plays_and_seeks(
+    page: Page, stack: Stack, tmp_path: Path
+) -> None:
+    sign_up(page, stack)
+    media_statuses: list[int] = []
+    page.on(
+        "response",
+        lambda r: media_statuses.append(r.status) if "/record?id=" in r.url else None,
+    )
+    choose_files(page, tmp_path, {"three seconds.wav": pcm16(3.0, 44100, 2)})
+
+    row = upload_row(page, "three seconds.wav")
+    expect(row).to_contain_text("Done", timeout=SLOW_MS)
+    progress = row.locator("progress")
+    size = (tmp_path / "three seconds.wav").stat().st_size
+    max_value = float(progress.evaluate("p => p.max"))
+    assert max_value > size  # the whole multipart body, as XMLHttpRequest counted it
+    assert progress.evaluate("p => p.value") == max_value
+
+    record = record_item(page, "three seconds.wav")
+    expect(record).to_contain_text("0:03")
+    expect(record.locator(".record-size")).to_have_text(re.compile(r"^\d+ KB$"))
+    audio = record.locator("audio")
+    expect(audio).to_have_attribute("preload", "metadata")
+    assert audio_duration(audio) == pytest.approx(3.0, abs=0.1)
+
+    seeked = audio.evaluate(
+        """audio => new Promise(resolve => {
+            audio.addEventListener("seeked", () => resolve({
+                current: audio.currentTime,
+                end: audio.seekable.length ? audio.seekable.end(0) : -1,
+            }), {once: true});
+            audio.currentTime = 2.0;
+        })"""
+    )
+    assert seeked["current"] == pytest.approx(2.0, abs=0.05)
+    assert seeked["end"] == pytest.approx(audio_duration(audio), abs=0.05)
+    assert 206 in media_statuses  # the browser read the MP3 in ranges
+
+
+def test_download_and_copy_link(page: Page, stack: Stack, tmp_path: Path) -> None:
+    sign_up(page, stack)
+    record = upload(page, tmp_path, "Take 1.wav", 1.5)
+
+    with page.expect_download() as download_info:
+        record.get_by_role("link", name="Download").click()
+    download = download_info.value
+    assert download.suggested_filename == "Take 1.mp3"
+    mp3 = Path(download.path()).read_bytes()
+    assert len(mp3) > 0
+    assert mp3.startswith(b"ID3")
+
+    record.get_by_role("button", name="Copy link").click()
+    expect(page.get_by_role("status")).to_have_text("Link copied to the clipboard.")
+    url = record.locator("audio").get_attribute("src")
+    assert page.evaluate("navigator.clipboard.readText()") == url
+
+
+def test_delete_removes_the_record(page: Page, stack: Stack, tmp_path: Path) -> None:
+    sign_up(page, stack)
+    upload(page, tmp_path, "keep me.wav", 1.0)
+    record = upload(page, tmp_path, "drop me.wav", 1.0)
+    url = record.locator("audio").get_attribute("src")
+    assert url is not None
+    assert requests.get(url, timeout=10).status_code == 200
+
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    record.get_by_role("button", name="Delete").click()
+    expect(record).to_be_visible()
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    record.get_by_role("button", name="Delete").click()
+    expect(record).to_have_count(0)
+    expect(page.get_by_role("status")).to_contain_text("Deleted")
+    expect(record_item(page, "keep me.wav")).to_be_visible()
+    assert requests.get(url, timeout=10).status_code == 404
+    page.reload()
+    expect(record_item(page, "keep me.wav")).to_be_visible()
+    expect(record_item(page, "drop me.wav")).to_have_count(0)
+
+
+def test_a_text_file_is_refused_in_words(page: Page, stack: Stack, tmp_path: Path) -> None:
+    sign_up(page, stack)
+    choose_files(page, tmp_path, {"notes.wav": b"hello"})
+    row = upload_row(page, "notes.wav")
+    expect(row).to_contain_text("Failed")
+    expect(row).to_contain_text("Not a WAV file: the body is not a RIFF/WAVE file")
+    expect(page.get_by_role("status")).to_have_text(
+        "Not a WAV file: the body is not a RIFF/WAVE file"
+    )
+    expect(page.get_by_text("No records yet")).to_be_visible()
+
+
+def test_a_dropped_file_is_uploaded(page: Page, stack: Stack) -> None:
+    sign_up(page, stack)
+    page.locator("#drop-zone").evaluate(
+        """(zone, bytes) => {
+            const files = new DataTransfer();
+            files.items.add(new File([new Uint8Array(bytes)], "dropped.wav", {type: "audio/wav"}));
+            for (const type of ["dragover", "drop"]) {
+                zone.dispatchEvent(new DragEvent(type, {dataTransfer: files, cancelable: true}));
+            }
+        }""",
+        list(pcm16(0.5, 8000, 1)),
+    )
+    expect(upload_row(page, "dropped.wav")).to_contain_text("Done", timeout=SLOW_MS)
+    expect(record_item(page, "dropped.wav")).to_be_visible()
+
+
+def test_a_network_error_is_shown_in_words(page: Page, stack: Stack, tmp_path: Path) -> None:
+    sign_up(page, stack)
+    page.route(re.compile(r"/record$"), lambda route: route.abort("connectionreset"))
+    choose_files(page, tmp_path, {"lost.wav": pcm16(0.5, 8000, 1)})
+    row = upload_row(page, "lost.wav")
+    expect(row).to_contain_text("Failed")
+    expect(row).to_contain_text("Network error")
+    expect(page.get_by_role("status")).to_contain_text("Network error")
+
+
+def test_load_more_pages_through_the_records(page: Page, stack: Stack) -> None:
+    account = sign_up(page, stack)
+    for name in ("older.wav", "newer.wav"):
+        created = requests.post(
+            f"{stack.url}/record",
+            params={"user": account["id"], "name": name},
+            data=pcm16(0.5, 8000, 1),
+            headers={"Content-Type": "audio/wav", "Authorization": f"Bearer {account['token']}"},
+            timeout=60,
+        )
+        assert created.status_code == 201, created.text
+    # The real server, one record a page (the page asks for 50).
+    page.route(
+        re.compile(r"/records\?"),
+        lambda route: route.continue_(url=route.request.url.replace("limit=50", "limit=1")),
+    )
+    page.reload()
+    expect(page.locator(".record-name")).to_have_text(["newer.wav"])
+    page.get_by_role("button", name="Load more").click()
+    expect(page.locator(".record-name")).to_have_text(["newer.wav", "older.wav"])
+    expect(page.get_by_role("button", name="Load more")).to_be_hidden()
+
+
+def test_the_file_picker_is_reachable_by_keyboard(page: Page, stack: Stack) -> None:
+    sign_up(page, stack)
+    page.reload()  # the keyboard starts at the top of the page
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "file-input":
+            break
+    expect(page.get_by_label("Drop WAV files here")).to_be_focused()
+    outline = page.locator("#drop-zone").evaluate("zone => getComputedStyle(zone).outlineStyle")
+    assert outline == "solid"  # the focus is visible on the drop zone
+
+
+def test_the_page_fits_a_phone(browser: Browser, stack: Stack, tmp_path: Path) -> None:
+    page = new_page(browser, PHONE)
+    sign_up(page, stack)
+    upload(page, tmp_path, "A rather long recording name from the phone.wav", 1.0)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.context.close()
+
+
+def test_screenshot_with_two_records(page: Page, stack: Stack, tmp_path: Path) -> None:
+    sign_up(page, stack, "Alice Martin")
+    page.get_by_role("button", name="I have saved the token").click()
+    page.get_by_role("button", name="Dismiss").click()
+    choose_files(
+        page,
+        tmp_path,
+        {"Morning birds.wav": pcm16(4.0, 44100, 2), "Interview take 2.wav": pcm16(7.0, 22050, 1)},
+    )
+    for name in ("Morning birds.wav", "Interview take 2.wav"):
+        expect(upload_row(page, name)).to_contain_text("Done", timeout=SLOW_MS)
+        audio_duration(record_item(page, name).locator("audio"))
+    expect(page.locator(".record")).to_have_count(2)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=SCREENSHOT, full_page=True)
+    assert SCREENSHOT.stat().st_size > 10_000
