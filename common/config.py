@@ -38,7 +38,7 @@ class Settings:
     public_base_url: str | None = None
     chunk_bytes: int = MIB
     spool_dir: str = tempfile.gettempdir()
-    db_pool_size: int = 2
+    db_pool_size: int = 8
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -54,7 +54,7 @@ class Settings:
             public_base_url=env.get("PUBLIC_BASE_URL") or None,
             chunk_bytes=_int(env, "CHUNK_BYTES", MIB),
             spool_dir=env.get("SPOOL_DIR") or tempfile.gettempdir(),
-            db_pool_size=_int(env, "DB_POOL_SIZE", 2),
+            db_pool_size=_int(env, "DB_POOL_SIZE", 8),
         )
         settings.validate()
         return settings

@@ -56,7 +56,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def create_engine(url: str, pool_size: int = 2) -> Engine:
+def create_engine(url: str, pool_size: int = 8) -> Engine:
     """Build the engine of one worker process (call it after fork, never at import time)."""
     sa_url = sa.make_url(url)
     if sa_url.get_backend_name() == "sqlite":
@@ -67,7 +67,7 @@ def create_engine(url: str, pool_size: int = 2) -> Engine:
         sa_url,
         pool_pre_ping=True,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=2,
         pool_timeout=10,
         connect_args={"connect_timeout": 5, "cursor_factory": BinaryCursor},
     )

@@ -146,6 +146,10 @@ class Encoder:
     def __enter__(self) -> Encoder:
         return self
 
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
     def write(self, data: bytes) -> None:
         try:
             self._stdin.write(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -274,4 +275,21 @@ def test_over_limit_is_413(
     client = TestClient(create_app(replace(settings, max_upload_bytes=len(WAV) - 1), engine))
     result = post_raw(client, {"user": user["id"], "token": user["token"]}, WAV)
     assert result.status_code == 413
+    assert list(spool_dir.iterdir()) == []
+
+
+def test_a_chunked_body_over_the_limit_is_413_while_streaming(
+    settings: Any, engine: Engine, user: dict[str, str], spool_dir: Path
+) -> None:
+    client = TestClient(create_app(replace(settings, max_upload_bytes=1 << 20), engine))
+    body = io.BytesIO(pcm16(30.0))
+    result = client.simulate_post(
+        "/record",
+        params={"user": user["id"]},
+        headers={"Content-Type": "audio/wav", "Authorization": f"Bearer {user['token']}"},
+        extras={"wsgi.input": body},
+    )
+    assert result.status_code == 413
+    assert result.json["description"] == f"the WAV may be at most {1 << 20} bytes"
+    assert body.tell() < 3 << 20
     assert list(spool_dir.iterdir()) == []

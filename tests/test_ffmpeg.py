@@ -14,6 +14,7 @@ from common.ffmpeg import (
     ConverterUnavailable,
     Encoder,
     EncoderOptions,
+    command,
     mp3_sample_rate,
 )
 from common.transcode import Transcoded, transcode
@@ -167,3 +168,28 @@ def test_missing_binary_is_unavailable(tmp_path: Path) -> None:
 )
 def test_mp3_sample_rate(rate: int, expected: int) -> None:
     assert mp3_sample_rate(rate) == expected
+
+
+def test_ffmpeg_may_open_only_its_pipe_and_its_output(tmp_path: Path) -> None:
+    wav, _ = read_header(io.BytesIO(pcm16(0.1)))
+    args = command("pipe:0", tmp_path / "out.mp3", wav, OPTIONS, "t")
+    before_input = args[: args.index("-i")]
+    assert before_input[before_input.index("-protocol_whitelist") + 1] == "pipe"
+    after_input = args[args.index("-i") :]
+    assert after_input[after_input.index("-protocol_whitelist") + 1] == "file"
+    assert "-nostdin" in args
+
+
+def test_the_ffmpeg_child_runs_under_rlimits(tmp_path: Path) -> None:
+    wav, prefix = read_header(io.BytesIO(pcm16(1.0)))
+    options = EncoderOptions(
+        bitrate="128k", timeout_s=30, max_duration_s=60, memory_bytes=512 << 20
+    )
+    with Encoder(wav, tmp_path / "out.mp3", options) as encoder:
+        limits = Path(f"/proc/{encoder.pid}/limits").read_text()
+        encoder.write(prefix)
+        encoder.finish()
+    rows = {line[:26].strip(): line[26:].split() for line in limits.splitlines()[1:]}
+    assert rows["Max address space"][0] == str(512 << 20)
+    assert rows["Max cpu time"][0] == "35"
+    assert int(rows["Max file size"][0]) == int(60 * 320_000 / 8 * 1.1) + (16 << 20)

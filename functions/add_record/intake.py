@@ -73,9 +73,7 @@ def receive(
         user_id = uuid_param(req, "user")
         authenticate(user_id, request_token(req))
         file_name = _file_name(single_param(req, "name"))
-        return Upload(
-            user_id, file_name, consume(LimitedReader(req.bounded_stream, limit), file_name)
-        )
+        return Upload(user_id, file_name, consume(LimitedReader(_body(req), limit), file_name))
     raise falcon.HTTPUnsupportedMediaType(
         title="Unsupported media type",
         description="send multipart/form-data with a file part, or the WAV itself as audio/wav",
@@ -128,6 +126,12 @@ def _receive_multipart(
         with spooled.open("rb") as wav_file:
             result = (consume(wav_file, file_name),)
     return Upload(user_id, file_name, result[0])
+
+
+def _body(req: falcon.Request) -> Readable:
+    """The request body: bounded by Content-Length, or read to its end when it came chunked
+    (gunicorn decodes chunked bodies; nginx always sends a length)."""
+    return req.bounded_stream if req.content_length is not None else req.stream
 
 
 def _disposition(part: BodyPart) -> tuple[str | None, str | None]:
