@@ -93,6 +93,10 @@ class Stack:
     def stop_function(self, name: str) -> None:
         _terminate(self.processes.pop(name))
 
+    def wait_function(self, name: str, timeout: float = 20.0) -> None:
+        """Return once the (re)started function accepts connections."""
+        wait_for_port(self.function_ports[name], self.processes[name], time.monotonic() + timeout)
+
     def _start_nginx(self) -> None:
         # nginx's workers (`nobody` when started as root) write request bodies below its run
         # directory, so that directory gets a path they can traverse, whatever run_dir's parents.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import struct
-import subprocess
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -19,37 +18,17 @@ from sqlalchemy.engine import Engine
 from common.config import Settings
 from common.db import record_chunks, records
 from functions.add_record.app import create_app
+from tests.audio import tone
 from tests.forms import multipart
 from tests.wavs import fmt_chunk, pcm16, riff
-
-
-def encoded(codec_args: list[str], fmt: str) -> bytes:
-    return subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=duration=1",
-            *codec_args,
-            "-f",
-            fmt,
-            "pipe:1",
-        ],
-        capture_output=True,
-        check=True,
-    ).stdout
-
 
 WAV = pcm16(0.5, 8000, 1)
 BODIES = [
     ("empty", b"", 400),
     ("text", b"Hello, this is not audio at all.\n", 415),
     ("random-bytes", os.urandom(4096), 415),
-    ("mp3-named-wav", encoded(["-c:a", "libmp3lame"], "mp3"), 415),
-    ("flac-named-wav", encoded(["-c:a", "flac"], "flac"), 415),
+    ("mp3-named-wav", tone("sine=duration=1", "-c:a", "libmp3lame", "-f", "mp3"), 415),
+    ("flac-named-wav", tone("sine=duration=1", "-c:a", "flac", "-f", "flac"), 415),
     ("riff-avi", riff([(b"LIST", bytes(64))], form=b"AVI "), 415),
     ("riff-only-4-bytes", b"RIFF", 422),
     ("truncated-riff-header", b"RIFF\x24\x00\x00", 422),

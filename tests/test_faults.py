@@ -28,36 +28,16 @@ from bench.wavgen import write_wav
 from common.db import migrate, record_chunks, records
 from common.spool import PREFIX
 from devstack.stack import Stack, free_port, wait_for_port
+from tests.stacks import UNLIMITED, gateway, needs_nginx
 from tests.wavs import pcm16
 
-pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
-
-GENEROUS = {
-    "USER_RATE_LIMIT": "10000r/s",
-    "UPLOAD_RATE_LIMIT": "10000r/s",
-    "USER_RATE_BURST": "1000",
-    "UPLOAD_RATE_BURST": "1000",
-}
-
-
-def start_stack(tmp: Path, database_url: str, **env: str) -> Stack:
-    spool = tmp / "spool"
-    spool.mkdir(exist_ok=True)
-    stack = Stack(
-        run_dir=tmp / "run",
-        port=free_port(),
-        use_nginx=True,
-        env={"DATABASE_URL": database_url, "SPOOL_DIR": str(spool), **GENEROUS, **env},
-    )
-    stack.start()
-    return stack
+pytestmark = needs_nginx
 
 
 @pytest.fixture(scope="module")
 def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = start_stack(tmp_path_factory.mktemp("faults"), database_url)
-    yield stack
-    stack.stop()
+    with gateway(tmp_path_factory.mktemp("faults"), database_url, **UNLIMITED) as stack:
+        yield stack
 
 
 def new_user(stack: Stack) -> dict[str, str]:
@@ -98,8 +78,7 @@ def children(pid: int) -> list[int]:
 
 
 def test_rate_limits_answer_429_in_json(database_url: str, tmp_path: Path) -> None:
-    stack = start_stack(tmp_path, database_url, USER_RATE_LIMIT="1r/s", USER_RATE_BURST="2")
-    try:
+    with gateway(tmp_path, database_url, USER_RATE_LIMIT="1r/s", USER_RATE_BURST="2") as stack:
         answers = [
             requests.post(f"{stack.url}/user", json={"name": f"r-{uuid.uuid4()}"}, timeout=10)
             for _ in range(8)
@@ -110,23 +89,20 @@ def test_rate_limits_answer_429_in_json(database_url: str, tmp_path: Path) -> No
         assert limited[0].headers["Retry-After"] == "1"
         assert {answer.status_code for answer in answers} <= {201, 429}
         assert requests.get(f"{stack.url}/records", timeout=10).status_code == 400
-    finally:
-        stack.stop()
 
 
 def test_a_client_too_slow_to_send_its_headers_is_dropped(
     database_url: str, tmp_path: Path
 ) -> None:
-    stack = start_stack(tmp_path, database_url, CLIENT_TIMEOUT_S="1")
-    try:
-        with socket.create_connection(("127.0.0.1", stack.port), timeout=10) as slow:
-            slow.sendall(b"POST /user HTTP/1.1\r\nHost: x\r\n")
-            started = time.monotonic()
-            answer = slow.recv(1024)
-            assert answer == b"" or b" 408 " in answer
-            assert time.monotonic() - started < 5
-    finally:
-        stack.stop()
+    with (
+        gateway(tmp_path, database_url, CLIENT_TIMEOUT_S="1") as stack,
+        socket.create_connection(("127.0.0.1", stack.port), timeout=10) as slow,
+    ):
+        slow.sendall(b"POST /user HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        answer = slow.recv(1024)
+        assert answer == b"" or b" 408 " in answer
+        assert time.monotonic() - started < 5
 
 
 def test_twenty_creations_of_one_name_make_one_user(stack: Stack) -> None:
@@ -295,38 +271,37 @@ def test_postgres_stopped_then_back_and_data_survives_restarts(tmp_path_factory:
     base = Path(f"/tmp/audiosvc-pg-{uuid.uuid4().hex[:8]}")
     server = PrivatePostgres(base, binaries)
     server.start()
-    stack = None
     try:
         migrate(server.url)
-        stack = start_stack(tmp_path_factory.mktemp("pgfault"), server.url)
-        user = new_user(stack)
-        created = upload(stack, user, pcm16(2.0)).json()
-        original = requests.get(created["url"], timeout=30).content
+        with gateway(tmp_path_factory.mktemp("pgfault"), server.url, **UNLIMITED) as stack:
+            user = new_user(stack)
+            created = upload(stack, user, pcm16(2.0)).json()
+            original = requests.get(created["url"], timeout=30).content
 
-        server.stop()
-        for answer in (
-            requests.post(f"{stack.url}/user", json={"name": "x"}, timeout=30),
-            upload(stack, user, pcm16(0.5)),
-            requests.get(created["url"], timeout=30),
-        ):
-            assert answer.status_code == 503, answer.text
-            assert answer.json()["title"] == "Database unavailable"
-            assert answer.headers["Retry-After"] == "5"
+            server.stop()
+            for answer in (
+                requests.post(f"{stack.url}/user", json={"name": "x"}, timeout=30),
+                upload(stack, user, pcm16(0.5)),
+                requests.get(created["url"], timeout=30),
+            ):
+                assert answer.status_code == 503, answer.text
+                assert answer.json()["title"] == "Database unavailable"
+                assert answer.headers["Retry-After"] == "5"
 
-        server.start()
-        assert new_user(stack)["id"]
-        assert requests.get(created["url"], timeout=30).content == original
+            server.start()
+            assert new_user(stack)["id"]
+            assert requests.get(created["url"], timeout=30).content == original
 
-        for name in ("create_user", "add_record", "get_record"):
-            stack.stop_function(name)
-            stack.start_function(name)
-            wait_for_port(stack.function_ports[name], stack.processes[name], time.monotonic() + 20)
-        server.stop()
-        server.start()
-        assert requests.get(created["url"], timeout=30).content == original
-        assert upload(stack, user, pcm16(0.5)).status_code == 201
+            for name in ("create_user", "add_record", "get_record"):
+                stack.stop_function(name)
+                stack.start_function(name)
+                wait_for_port(
+                    stack.function_ports[name], stack.processes[name], time.monotonic() + 20
+                )
+            server.stop()
+            server.start()
+            assert requests.get(created["url"], timeout=30).content == original
+            assert upload(stack, user, pcm16(0.5)).status_code == 201
     finally:
-        if stack is not None:
-            stack.stop()
         server.stop_if_running()
         shutil.rmtree(base, ignore_errors=True)

@@ -19,40 +19,10 @@ from common.ffmpeg import (
 )
 from common.transcode import Transcoded, transcode
 from common.wav import BadWav, read_header
+from tests.audio import decoded_seconds, probe
 from tests.wavs import float32, fmt_chunk, pcm16, riff, with_data_size
 
 OPTIONS = EncoderOptions(bitrate="128k", timeout_s=60)
-
-
-def probe(path: Path) -> dict[str, str]:
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,channels,sample_rate",
-            "-show_entries",
-            "format_tags=title",
-            "-of",
-            "default=noprint_wrappers=1",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return dict(line.split("=", 1) for line in out.splitlines())
-
-
-def decoded_seconds(path: Path, rate: int, channels: int) -> float:
-    """The duration ffmpeg decodes, encoder delay and padding excluded (gapless)."""
-    pcm = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    return len(pcm) / (2 * channels * rate)
 
 
 def run(tmp_path: Path, data: bytes, title: str | None = None) -> tuple[Transcoded, Path]:
@@ -87,9 +57,7 @@ def test_pcm_converts_per_contract(
     assert (int(stream["sample_rate"]), int(stream["channels"])) == (mp3_rate, mp3_channels)
     assert stream["TAG:title"] == "Запись"
     assert result.mp3.duration_ms == pytest.approx(seconds * 1000, abs=max(seconds * 10, 60))
-    assert decoded_seconds(target, mp3_rate, mp3_channels) == pytest.approx(
-        seconds, abs=max(seconds * 0.01, 0.06)
-    )
+    assert decoded_seconds(target) == pytest.approx(seconds, abs=max(seconds * 0.01, 0.06))
     assert result.wav_data_bytes == round(seconds * rate) * 2 * channels
 
 

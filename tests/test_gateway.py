@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,34 +10,25 @@ from typing import Any
 import pytest
 import requests
 
-from devstack.stack import Stack, free_port, wait_for_port
+from devstack.stack import Stack
+from tests.audio import decoded_seconds, probe
+from tests.stacks import gateway, needs_nginx
 from tests.wavs import pcm16
 
-pytestmark = pytest.mark.skipif(
-    subprocess.run(["which", "nginx"], capture_output=True, check=False).returncode != 0,
-    reason="nginx is not installed (make test installs it through .ci/run)",
-)
+pytestmark = needs_nginx
 
 UPLOAD_LIMIT = 8 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
 def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    spool = tmp_path_factory.mktemp("spool")
-    stack = Stack(
-        run_dir=tmp_path_factory.mktemp("gateway"),
-        port=free_port(),
-        use_nginx=True,
-        env={
-            "DATABASE_URL": database_url,
-            "MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
-            "SPOOL_DIR": str(spool),
-            "GUNICORN_WORKERS": "2",
-        },
-    )
-    stack.start()
-    yield stack
-    stack.stop()
+    with gateway(
+        tmp_path_factory.mktemp("gateway"),
+        database_url,
+        MAX_UPLOAD_BYTES=str(UPLOAD_LIMIT),
+        GUNICORN_WORKERS="2",
+    ) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
@@ -52,31 +41,7 @@ def account(stack: Stack) -> dict[str, str]:
 def decoded(mp3: bytes, tmp_path: Path) -> dict[str, Any]:
     path = tmp_path / "got.mp3"
     path.write_bytes(mp3)
-    fields = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-select_streams",
-            "a:0",
-            "-show_entries",
-            "stream=codec_name,channels,sample_rate",
-            "-of",
-            "default=noprint_wrappers=1",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    info: dict[str, Any] = dict(line.split("=", 1) for line in fields.splitlines())
-    pcm = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    info["seconds"] = len(pcm) / (2 * int(info["channels"]) * int(info["sample_rate"]))
-    return info
+    return {**probe(path), "seconds": decoded_seconds(path)}
 
 
 def test_multipart_upload_and_download(
@@ -279,9 +244,7 @@ def test_a_function_down_gives_502_json_then_recovers(
         assert result.json()["title"] == "Bad Gateway"
     finally:
         stack.start_function("create_user")
-    wait_for_port(
-        stack.function_ports["create_user"], stack.processes["create_user"], time.monotonic() + 20
-    )
+    stack.wait_function("create_user")
     result = requests.post(f"{stack.url}/user", json={"name": f"back-{uuid.uuid4()}"}, timeout=10)
     assert result.status_code == 201
 

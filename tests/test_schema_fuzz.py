@@ -5,7 +5,6 @@ No answer may be a 5xx, and every answer must match the schema (status, content 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from devstack.stack import ROOT, Stack, free_port
+from devstack.stack import ROOT, Stack
+from tests.stacks import UNLIMITED, gateway, needs_nginx
 
-pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+pytestmark = needs_nginx
 
 CHECKS = ",".join(
     [
@@ -30,20 +30,8 @@ CHECKS = ",".join(
 
 @pytest.fixture(scope="module")
 def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = Stack(
-        run_dir=tmp_path_factory.mktemp("fuzz"),
-        port=free_port(),
-        use_nginx=True,
-        env={
-            "DATABASE_URL": database_url,
-            "USER_RATE_LIMIT": "100000r/s",
-            "UPLOAD_RATE_LIMIT": "100000r/s",
-            "SPOOL_DIR": str(tmp_path_factory.mktemp("spool")),
-        },
-    )
-    stack.start()
-    yield stack
-    stack.stop()
+    with gateway(tmp_path_factory.mktemp("fuzz"), database_url, **UNLIMITED) as stack:
+        yield stack
 
 
 def test_fuzzed_requests_get_no_5xx_and_match_the_schema(stack: Stack, tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import struct
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from common.ffmpeg import EncoderOptions
 from common.transcode import transcode
+from tests.audio import ffmpeg, probe, tone
 from tests.wavs import fmt_chunk, pcm16, riff, with_data_size
 
 OPTIONS = EncoderOptions(bitrate="128k", timeout_s=60)
@@ -20,29 +20,19 @@ OPTIONS = EncoderOptions(bitrate="128k", timeout_s=60)
 
 def ffmpeg_wav(codec: str, rate: int, channels: int, seconds: float, *extra: str) -> bytes:
     """A WAV written by ffmpeg itself: a tone in the given codec, layout and rate."""
-    return subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=frequency=440:sample_rate={rate}:duration={seconds}",
-            "-af",
-            f"aformat=channel_layouts={channels}c" if channels > 2 else "anull",
-            "-ac",
-            str(channels),
-            "-c:a",
-            codec,
-            *extra,
-            "-f",
-            "wav",
-            "pipe:1",
-        ],
-        capture_output=True,
-        check=True,
-    ).stdout
+    layout = f"aformat=channel_layouts={channels}c" if channels > 2 else "anull"
+    return tone(
+        f"sine=frequency=440:sample_rate={rate}:duration={seconds}",
+        "-af",
+        layout,
+        "-ac",
+        str(channels),
+        "-c:a",
+        codec,
+        *extra,
+        "-f",
+        "wav",
+    )
 
 
 # (id, WAV bytes factory, seconds, expected MP3 rate, expected MP3 channels)
@@ -110,23 +100,7 @@ def rf64_file() -> bytes:
     """RF64 as written to a seekable file: the real sizes in its ds64 chunk."""
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "rf64.wav"
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-v",
-                "error",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=duration=1.5",
-                "-ac",
-                "2",
-                "-rf64",
-                "always",
-                str(path),
-            ],
-            check=True,
-        )
+        ffmpeg("-f", "lavfi", "-i", "sine=duration=1.5", "-ac", "2", "-rf64", "always", str(path))
         data = path.read_bytes()
     assert data[:4] == b"RF64"
     return data
@@ -151,19 +125,9 @@ def test_real_wav_converts(
     assert (result.mp3.sample_rate, result.mp3.channels) == (rate, channels)
     tolerance = max(seconds * 10, 60)
     assert result.mp3.duration_ms == pytest.approx(seconds * 1000, abs=tolerance)
-    probe = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,sample_rate,channels",
-            "-of",
-            "csv=p=0",
-            str(target),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert probe.strip() == f"mp3,{rate},{channels}"
+    stream = probe(target)
+    assert (stream["codec_name"], stream["sample_rate"], stream["channels"]) == (
+        "mp3",
+        str(rate),
+        str(channels),
+    )

@@ -7,7 +7,6 @@ download and delete the MP3s. Also writes docs/screenshot.png (the page with two
 from __future__ import annotations
 
 import re
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,8 @@ from typing import Any
 import pytest
 import requests
 
-from devstack.stack import Stack, free_port
+from devstack.stack import Stack
+from tests.stacks import gateway, needs_nginx
 from tests.wavs import pcm16
 
 try:
@@ -60,28 +60,14 @@ pytestmark = [
         not CHROMIUM.exists(),
         reason="/usr/bin/chromium is missing (apt-get install chromium; .ci/run installs it)",
     ),
-    pytest.mark.skipif(
-        shutil.which("nginx") is None,
-        reason="nginx is not installed (make test installs it through .ci/run)",
-    ),
+    needs_nginx,
 ]
 
 
 @pytest.fixture(scope="module")
 def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = Stack(
-        run_dir=tmp_path_factory.mktemp("web-gateway"),
-        port=free_port(),
-        use_nginx=True,
-        env={
-            "DATABASE_URL": database_url,
-            "SPOOL_DIR": str(tmp_path_factory.mktemp("web-spool")),
-            "GUNICORN_WORKERS": "2",
-        },
-    )
-    stack.start()
-    yield stack
-    stack.stop()
+    with gateway(tmp_path_factory.mktemp("web"), database_url, GUNICORN_WORKERS="2") as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
