@@ -7,7 +7,7 @@ PORT ?= 8080
 TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 export TEST_DATABASE_URL
 
-.PHONY: run test migrate lint check-containers bench venv clean
+.PHONY: run test migrate lint check-containers bench screenshot venv clean
 
 venv: $(VENV)/.installed
 
@@ -28,6 +28,9 @@ test: venv  ## the whole suite against TEST_DATABASE_URL, in a throwaway databas
 
 bench: venv  ## upload/download figures beside bare ffmpeg, one table (needs nginx, ffmpeg, wrk)
 	$(BIN)/python -m bench
+
+screenshot: venv  ## renew docs/screenshot.png: the web page with two records, in headless chromium
+	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/test_web_page.py -k screenshot
 
 lint: venv
 	$(BIN)/ruff check .
