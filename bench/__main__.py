@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -46,7 +47,7 @@ def bare_ffmpeg(wav: Path, out_dir: Path, options: EncoderOptions) -> Callable[[
     """The ffmpeg command the service runs for this file, as a callable for timing."""
     with wav.open("rb") as stream:
         info, _ = read_header(stream)
-    target = Path(tempfile.mktemp(suffix=".mp3", dir=out_dir))  # noqa: S306 - owned directory
+    target = out_dir / f"{uuid.uuid4().hex}.mp3"
     args = command(f"file:{wav}", target, info, options, wav.stem)
 
     def run() -> None:

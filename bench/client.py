@@ -22,20 +22,20 @@ class Gateway:
     def connect(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self.host, self.port, timeout=3600)
 
-    def create_user(self) -> dict[str, str]:
+    def created(self, path: str, body: Any, headers: dict[str, str]) -> dict[str, Any]:
+        """POST on a new connection; the JSON answer, which must be a 201."""
         conn = self.connect()
-        conn.request(
-            "POST",
-            "/user",
-            body=json.dumps({"name": f"bench-{uuid.uuid4()}"}),
-            headers={"Content-Type": "application/json"},
-        )
+        conn.request("POST", path, body=body, headers=headers)
         response = conn.getresponse()
-        body = json.loads(response.read())
+        answer = json.loads(response.read())
         conn.close()
         if response.status != 201:
-            raise RuntimeError(f"POST /user: {response.status} {body}")
-        return dict(body)
+            raise RuntimeError(f"POST {path}: {response.status} {answer}")
+        return dict(answer)
+
+    def create_user(self) -> dict[str, str]:
+        body = json.dumps({"name": f"bench-{uuid.uuid4()}"})
+        return self.created("/user", body, {"Content-Type": "application/json"})
 
     def upload(self, user: dict[str, str], wav: Path) -> dict[str, Any]:
         """POST /record as multipart/form-data, the file streamed from disk."""
@@ -58,22 +58,14 @@ class Gateway:
                     yield piece
             yield tail
 
-        conn = self.connect()
-        conn.request(
-            "POST",
+        return self.created(
             "/record",
-            body=body(),
-            headers={
+            body(),
+            {
                 "Content-Type": f"multipart/form-data; boundary={boundary}",
                 "Content-Length": str(length),
             },
         )
-        response = conn.getresponse()
-        result = json.loads(response.read())
-        conn.close()
-        if response.status != 201:
-            raise RuntimeError(f"POST /record: {response.status} {result}")
-        return dict(result)
 
     def download(
         self, conn: http.client.HTTPConnection, path: str, byte_range: tuple[int, int] | None = None

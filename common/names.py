@@ -36,13 +36,11 @@ def clean_user_name(raw: object) -> str:
 
 def file_stem(name: str | None) -> str | None:
     """The original file name's stem: no directories, no extension, no control characters."""
-    if not name:
+    base = original_name(name)
+    if base is None:
         return None
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    base = "".join(char for char in base if not is_control(char)).strip()
     stem, dot, _extension = base.rpartition(".")
-    stem = stem if dot and stem else base
-    return stem[:MAX_FILE_NAME].strip() or None
+    return (stem if dot and stem else base).strip() or None
 
 
 def original_name(name: str | None) -> str | None:

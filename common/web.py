@@ -100,9 +100,13 @@ def create_base_app(function: str, engine: Engine) -> FunctionApp:
     return app
 
 
-def uuid_param(req: falcon.Request, name: str, value: str | None = None) -> uuid.UUID:
-    """A required UUID from the query string (or `value`): 400 if missing or malformed."""
-    raw = single_param(req, name) if value is None else value
+def uuid_param(req: falcon.Request, name: str) -> uuid.UUID:
+    """A required UUID from the query string: 400 if missing or malformed."""
+    return required_uuid(name, single_param(req, name))
+
+
+def required_uuid(name: str, raw: str | None) -> uuid.UUID:
+    """`raw` (a parameter or form field called `name`) as a UUID: 400 if missing or malformed."""
     if raw is None or raw == "":
         raise falcon.HTTPBadRequest(title="Missing parameter", description=f"{name} is required")
     parsed = parse_uuid(raw)

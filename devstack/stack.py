@@ -104,7 +104,10 @@ class Stack:
         nginx_dir.chmod(0o755)
         self._cleanup.append(nginx_dir)
         env = {**os.environ, **self.env}
-        timeout_s = int(float(env.get("FFMPEG_TIMEOUT_S", "900"))) + 60
+        # As in compose: the read timeout on uploads covers the longest conversion allowed.
+        upload_timeout = env.get("UPLOAD_TIMEOUT_S") or str(
+            int(float(env.get("FFMPEG_TIMEOUT_S", "900"))) + 60
+        )
         config = render(
             {
                 "NGINX_PORT": str(self.port),
@@ -113,7 +116,7 @@ class Stack:
                 "STATIC_ROOT": str(ROOT / "nginx" / "web"),
                 **{name: env.get(name, default) for name, default in GATEWAY_DEFAULTS.items()},
                 "MAX_UPLOAD_BYTES": env.get("MAX_UPLOAD_BYTES", str(1 << 30)),
-                "UPLOAD_TIMEOUT_S": str(timeout_s),
+                "UPLOAD_TIMEOUT_S": upload_timeout,
                 **{
                     f"{name.upper()}_UPSTREAM": f"127.0.0.1:{self.function_ports[name]}"
                     for name in FUNCTIONS

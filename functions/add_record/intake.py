@@ -19,7 +19,7 @@ from falcon.media.multipart import BodyPart, MultipartForm
 
 from common.names import check_file_name
 from common.wav import Readable
-from common.web import bearer_token, parse_uuid, request_token, single_param, uuid_param
+from common.web import bearer_token, request_token, required_uuid, single_param, uuid_param
 
 RAW_WAV_TYPES = frozenset({"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"})
 MULTIPART = "multipart/form-data"
@@ -153,12 +153,7 @@ def _file_name(raw: str | None) -> str | None:
 
 def _user(fields: dict[str, str]) -> uuid.UUID:
     raw = fields.get("user")
-    if not raw:
-        raise falcon.HTTPBadRequest(title="Missing parameter", description="user is required")
-    parsed = parse_uuid(raw.strip())
-    if parsed is None:
-        raise falcon.HTTPBadRequest(title="Malformed parameter", description="user must be a UUID")
-    return parsed
+    return required_uuid("user", raw if raw is None else raw.strip() or raw)
 
 
 def _token(req: falcon.Request, fields: dict[str, str]) -> str | None:
@@ -174,11 +169,8 @@ def _text(data: bytes, name: str) -> str:
         ) from None
 
 
-def spool(stream: Readable, target: Path) -> int:
+def spool(stream: Readable, target: Path) -> None:
     """Copy `stream` to `target` in bounded pieces."""
-    size = 0
     with target.open("wb") as out:
         while piece := stream.read(PIECE):
-            size += len(piece)
             out.write(piece)
-    return size

@@ -13,9 +13,9 @@ from common.storage import Record, RecordStore, UnknownCursor
 from common.web import (
     authenticate,
     base_url,
-    parse_uuid,
     record_url,
     request_token,
+    required_uuid,
     single_param,
     uuid_param,
 )
@@ -64,14 +64,7 @@ def _limit(raw: str | None) -> int:
 
 
 def _before(raw: str | None) -> uuid.UUID | None:
-    if raw is None:
-        return None
-    parsed = parse_uuid(raw)
-    if parsed is None:
-        raise falcon.HTTPBadRequest(
-            title="Malformed parameter", description="before must be a UUID"
-        )
-    return parsed
+    return None if raw is None else required_uuid("before", raw)
 
 
 def _entry(record: Record, base: str) -> dict[str, Any]:
