@@ -169,8 +169,11 @@ def _text(data: bytes, name: str) -> str:
         ) from None
 
 
-def spool(stream: Readable, target: Path) -> None:
-    """Copy `stream` to `target` in bounded pieces."""
+def spool(stream: Readable, target: Path) -> int:
+    """Copy `stream` to `target` in bounded pieces; returns the bytes copied."""
+    size = 0
     with target.open("wb") as out:
         while piece := stream.read(PIECE):
+            size += len(piece)
             out.write(piece)
+    return size
