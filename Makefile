@@ -7,7 +7,8 @@ PORT ?= 8080
 TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 export TEST_DATABASE_URL
 
-.PHONY: run test migrate lint check-containers bench screenshot venv clean
+.PHONY: run test migrate lint check-containers bench screenshot venv clean \
+	compose-up compose-down compose-purge compose-test
 
 venv: $(VENV)/.installed
 
@@ -36,6 +37,18 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict common functions devstack bench
+
+compose-up: venv  ## the compose stack of .env (made from .env.example if missing) on GATEWAY_PORT
+	$(BIN)/python -m devstack.compose up
+
+compose-down: venv  ## remove the stack's containers, keep its data volume; stop a dockerd compose-up started
+	$(BIN)/python -m devstack.compose down
+
+compose-purge: venv  ## remove the stack's containers AND its data volume (every user and record)
+	$(BIN)/python -m devstack.compose purge
+
+compose-test: venv  ## the end-to-end tests and the compose-only checks on a throwaway compose stack
+	$(BIN)/python -m devstack.compose test
 
 check-containers: venv  ## docker-compose.yml against the compose schema, the Dockerfile with hadolint
 	PATH="$(CURDIR)/$(BIN):$$PATH" docker/check

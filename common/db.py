@@ -93,21 +93,53 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def migrate(url: str) -> None:
-    """Apply every pending migration under yoyo's lock (`make migrate`, compose's migrate)."""
+class NotUtf8Error(RuntimeError):
+    """The database cannot hold every name the service accepts (any script, Cyrillic too)."""
+
+
+def require_utf8(url: str) -> None:
+    """Refuse a PostgreSQL database whose encoding is not UTF8 (SQL_ASCII, LATIN1, ...)."""
+    # psycopg directly: on such a database text arrives as bytes, which SQLAlchemy's own start-up
+    # queries (the server version) cannot even parse.
+    libpq_url = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq_url, connect_timeout=10) as conn:
+        row = conn.execute("SHOW server_encoding").fetchone()
+    value = row[0] if row else b""
+    encoding = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+    if encoding != "UTF8":
+        database = sa.make_url(url).database
+        raise NotUtf8Error(
+            f"database {database!r} is encoded {encoding}, but the service stores names in any "
+            f"script and needs UTF8: create it with ENCODING 'UTF8' (initdb --encoding=UTF8, or "
+            f"CREATE DATABASE {database} ENCODING 'UTF8' TEMPLATE template0)"
+        )
+
+
+def migrate(url: str) -> int:
+    """Apply every pending migration under yoyo's lock; return how many were applied."""
     sa_url = sa.make_url(url)
-    if sa_url.get_backend_name() == "sqlite" and sa_url.database:
-        Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
+    if sa_url.get_backend_name() == "sqlite":
+        if sa_url.database:
+            Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        require_utf8(url)
     backend = get_backend(url)
     migrations = read_migrations(str(MIGRATIONS_DIR))
     with backend.lock():
-        backend.apply_migrations(backend.to_apply(migrations))
+        pending = backend.to_apply(migrations)
+        backend.apply_migrations(pending)
+    return len(pending)
 
 
 def main() -> None:
+    """`python -m common.db` (`make migrate`, compose's migrate job)."""
     settings = Settings.from_env()
-    migrate(settings.database_url)
-    print(f"migrations applied to {sa.make_url(settings.database_url).render_as_string()}")
+    target = sa.make_url(settings.database_url).render_as_string()
+    try:
+        applied = migrate(settings.database_url)
+    except NotUtf8Error as error:
+        raise SystemExit(f"migrate: {error}") from None
+    print(f"{applied} migration(s) applied to {target}" if applied else f"{target} is up to date")
 
 
 if __name__ == "__main__":

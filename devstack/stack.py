@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,10 @@ class Stack:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int({**os.environ, **self.env}.get("MAX_UPLOAD_BYTES") or 1 << 30)
 
     def start(self, timeout: float = 30.0) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -181,6 +186,12 @@ class Stack:
 
     def log(self, name: str) -> str:
         return (self.run_dir / f"{name}.log").read_text(errors="replace")
+
+    def function_get(self, name: str, path: str) -> str:
+        """GET a function's own route (health, metrics), bypassing the gateway."""
+        url = f"http://127.0.0.1:{self.function_ports[name]}{path}"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return str(answer.read().decode())
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> None:

@@ -1,4 +1,9 @@
-"""The gateway stack as the end-to-end tests start it: nginx and three gunicorn functions."""
+"""The gateway stack the end-to-end tests run against.
+
+By default each module starts its own: nginx and three gunicorn functions on free ports (devstack).
+Under `make compose-test` (AUDIOSVC_COMPOSE_PROJECT set) the same modules test the compose stack
+that command started instead; the keyword settings below are then those of its env file.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,22 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
+from devstack.compose import ComposeStack
 from devstack.stack import Stack, free_port
 
+COMPOSE_STACK = ComposeStack.from_environment()
+
 needs_nginx = pytest.mark.skipif(
-    shutil.which("nginx") is None,
-    reason="nginx is not installed (make test installs it through .ci/run)",
+    COMPOSE_STACK is None and shutil.which("nginx") is None,
+    reason="nginx is not installed: apt-get install nginx (.ci/run does) for the end-to-end tests",
+)
+
+local_only = pytest.mark.skipif(
+    COMPOSE_STACK is not None, reason="runs against the local stack only (make test)"
 )
 
 UNLIMITED = {
@@ -25,9 +38,25 @@ UNLIMITED = {
 """Rate limits out of the way, for tests that send many requests on purpose."""
 
 
+class Gateway(Protocol):
+    """What the end-to-end tests need of a running stack, local or compose."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def max_upload_bytes(self) -> int: ...
+    def stop_function(self, name: str) -> None: ...
+    def start_function(self, name: str) -> None: ...
+    def wait_function(self, name: str, timeout: float = ...) -> None: ...
+    def log(self, name: str) -> str: ...
+    def function_get(self, name: str, path: str) -> str: ...
+
+
 @contextmanager
 def gateway(directory: Path, database_url: str, **env: str) -> Iterator[Stack]:
-    """A running stack on a free port, its spool and logs in `directory`, stopped on exit."""
+    """A running local stack on a free port, its spool and logs in `directory`, stopped on exit."""
     spool = directory / "spool"
     spool.mkdir(parents=True, exist_ok=True)
     stack = Stack(
@@ -41,3 +70,14 @@ def gateway(directory: Path, database_url: str, **env: str) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop()
+
+
+@contextmanager
+def gateway_under_test(request: pytest.FixtureRequest, **env: str) -> Iterator[Gateway]:
+    """The compose stack under `make compose-test`, else a local stack with `env`."""
+    if COMPOSE_STACK is not None:
+        yield COMPOSE_STACK
+        return
+    directory = request.getfixturevalue("tmp_path_factory").mktemp(request.module.__name__)
+    with gateway(directory, request.getfixturevalue("database_url"), **env) as stack:
+        yield stack

@@ -263,7 +263,7 @@ class PrivatePostgres:
 
 @pytest.mark.skipif(
     postgres_bin() is None or os.geteuid() != 0,
-    reason="needs PostgreSQL's server binaries and root to run them as postgres",
+    reason="needs PostgreSQL's server binaries (apt-get install postgresql) and root to run them",
 )
 def test_postgres_stopped_then_back_and_data_survives_restarts(tmp_path_factory: Any) -> None:
     binaries = postgres_bin()

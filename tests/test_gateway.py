@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,29 +11,23 @@ from typing import Any
 import pytest
 import requests
 
-from devstack.stack import Stack
 from tests.audio import decoded_seconds, probe
-from tests.stacks import gateway, needs_nginx
+from tests.stacks import Gateway, gateway_under_test, needs_nginx
 from tests.wavs import pcm16
 
 pytestmark = needs_nginx
 
-UPLOAD_LIMIT = 8 * 1024 * 1024
-
 
 @pytest.fixture(scope="module")
-def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with gateway(
-        tmp_path_factory.mktemp("gateway"),
-        database_url,
-        MAX_UPLOAD_BYTES=str(UPLOAD_LIMIT),
-        GUNICORN_WORKERS="2",
+def stack(request: pytest.FixtureRequest) -> Iterator[Gateway]:
+    with gateway_under_test(
+        request, MAX_UPLOAD_BYTES=str(8 * 1024 * 1024), GUNICORN_WORKERS="2"
     ) as stack:
         yield stack
 
 
 @pytest.fixture(scope="module")
-def account(stack: Stack) -> dict[str, str]:
+def account(stack: Gateway) -> dict[str, str]:
     result = requests.post(f"{stack.url}/user", json={"name": f"e2e-{uuid.uuid4()}"}, timeout=10)
     assert result.status_code == 201
     return dict(result.json())
@@ -45,7 +40,7 @@ def decoded(mp3: bytes, tmp_path: Path) -> dict[str, Any]:
 
 
 def test_multipart_upload_and_download(
-    stack: Stack, account: dict[str, str], tmp_path: Path
+    stack: Gateway, account: dict[str, str], tmp_path: Path
 ) -> None:
     wav = pcm16(5.0, 44100, 2)
     result = requests.post(
@@ -70,7 +65,7 @@ def test_multipart_upload_and_download(
 
 
 def test_raw_upload_with_bearer_keeps_the_host_port_the_client_used(
-    stack: Stack, account: dict[str, str], tmp_path: Path
+    stack: Gateway, account: dict[str, str], tmp_path: Path
 ) -> None:
     wav = pcm16(2.0, 96000, 1)
     result = requests.post(
@@ -94,7 +89,7 @@ def test_raw_upload_with_bearer_keeps_the_host_port_the_client_used(
     assert info["seconds"] == pytest.approx(2.0, abs=0.06)
 
 
-def test_ranges_head_and_304_through_the_gateway(stack: Stack, account: dict[str, str]) -> None:
+def test_ranges_head_and_304_through_the_gateway(stack: Gateway, account: dict[str, str]) -> None:
     created = requests.post(
         f"{stack.url}/record",
         params={"user": account["id"], "token": account["token"]},
@@ -118,7 +113,7 @@ def test_ranges_head_and_304_through_the_gateway(stack: Stack, account: dict[str
     assert beyond.status_code == 416
 
 
-def test_another_users_record_is_404(stack: Stack, account: dict[str, str]) -> None:
+def test_another_users_record_is_404(stack: Gateway, account: dict[str, str]) -> None:
     created = requests.post(
         f"{stack.url}/record",
         params={"user": account["id"], "token": account["token"]},
@@ -136,7 +131,9 @@ def test_another_users_record_is_404(stack: Stack, account: dict[str, str]) -> N
     assert result.json()["description"]
 
 
-def error_requests(url: str, account: dict[str, str]) -> list[tuple[str, dict[str, Any], int]]:
+def error_requests(
+    url: str, account: dict[str, str], upload_limit: int
+) -> list[tuple[str, dict[str, Any], int]]:
     auth = {"user": account["id"], "token": account["token"]}
     return [
         (
@@ -192,7 +189,7 @@ def error_requests(url: str, account: dict[str, str]) -> list[tuple[str, dict[st
             {
                 "url": f"{url}/record",
                 "params": auth,
-                "data": bytes(UPLOAD_LIMIT + 1),
+                "data": bytes(upload_limit + 1),
                 "headers": {"Content-Type": "audio/wav"},
             },
             413,
@@ -220,8 +217,8 @@ def error_requests(url: str, account: dict[str, str]) -> list[tuple[str, dict[st
     ]
 
 
-def test_every_error_is_json_with_a_reason(stack: Stack, account: dict[str, str]) -> None:
-    for method, kwargs, status in error_requests(stack.url, account):
+def test_every_error_is_json_with_a_reason(stack: Gateway, account: dict[str, str]) -> None:
+    for method, kwargs, status in error_requests(stack.url, account, stack.max_upload_bytes):
         result = requests.request(method, timeout=30, **kwargs)
         assert result.status_code == status, (method, kwargs["url"], result.text)
         assert result.headers["Content-Type"].startswith("application/json")
@@ -235,7 +232,7 @@ def test_every_error_is_json_with_a_reason(stack: Stack, account: dict[str, str]
 
 
 def test_a_function_down_gives_502_json_then_recovers(
-    stack: Stack, account: dict[str, str]
+    stack: Gateway, account: dict[str, str]
 ) -> None:
     stack.stop_function("create_user")
     try:
@@ -249,12 +246,12 @@ def test_a_function_down_gives_502_json_then_recovers(
     assert result.status_code == 201
 
 
-def test_server_tokens_are_hidden(stack: Stack) -> None:
+def test_server_tokens_are_hidden(stack: Gateway) -> None:
     result = requests.get(f"{stack.url}/nothing", timeout=10)
     assert result.headers["Server"] == "nginx"
 
 
-def test_request_ids_and_operations_routes(stack: Stack) -> None:
+def test_request_ids_and_operations_routes(stack: Gateway) -> None:
     refused = requests.get(f"{stack.url}/nothing", timeout=10)
     assert len(refused.headers["X-Request-ID"]) == 32
     created = requests.post(f"{stack.url}/user", json={"name": f"ops-{uuid.uuid4()}"}, timeout=10)
@@ -263,9 +260,8 @@ def test_request_ids_and_operations_routes(stack: Stack) -> None:
     assert f'"request_id": "{request_id}"' in stack.log("create_user")
     for path in ("/metrics", "/healthz"):
         assert requests.get(f"{stack.url}{path}", timeout=10).status_code == 404
-    function = f"http://127.0.0.1:{stack.function_ports['create_user']}"
-    assert requests.get(f"{function}/healthz", timeout=10).json() == {"status": "ok"}
-    metrics = requests.get(f"{function}/metrics", timeout=10).text
+    assert json.loads(stack.function_get("create_user", "/healthz")) == {"status": "ok"}
+    metrics = stack.function_get("create_user", "/metrics")
     assert (
         'audiosvc_requests_total{function="create_user",method="POST",route="/user",status="201"}'
         in metrics

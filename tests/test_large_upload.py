@@ -10,9 +10,8 @@ import pytest
 import requests
 
 from bench.wavgen import FRAME_BYTES, RATE, write_wav
-from devstack.stack import Stack
 from tests.audio import decoded_seconds
-from tests.stacks import gateway, needs_nginx
+from tests.stacks import Gateway, gateway_under_test, needs_nginx
 
 pytestmark = needs_nginx
 
@@ -20,12 +19,12 @@ FRAMES = 110_000_000 // FRAME_BYTES
 
 
 @pytest.fixture(scope="module")
-def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with gateway(tmp_path_factory.mktemp("large"), database_url) as stack:
+def stack(request: pytest.FixtureRequest) -> Iterator[Gateway]:
+    with gateway_under_test(request) as stack:
         yield stack
 
 
-def test_a_110_mb_wav_converts_whole(stack: Stack, tmp_path: Path) -> None:
+def test_a_110_mb_wav_converts_whole(stack: Gateway, tmp_path: Path) -> None:
     wav = write_wav(tmp_path / "long.wav", FRAMES)
     assert wav.stat().st_size > 100_000_000
     user = requests.post(

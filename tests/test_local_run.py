@@ -20,7 +20,8 @@ from tests.wavs import pcm16
         pytest.param(
             True,
             marks=pytest.mark.skipif(
-                shutil.which("nginx") is None, reason="nginx is not installed"
+                shutil.which("nginx") is None,
+                reason="nginx is not installed: apt-get install nginx (.ci/run does)",
             ),
         ),
         False,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from devstack.stack import ROOT, Stack
-from tests.stacks import UNLIMITED, gateway, needs_nginx
+from devstack.stack import ROOT
+from tests.stacks import UNLIMITED, Gateway, gateway_under_test, needs_nginx
 
 pytestmark = needs_nginx
 
@@ -29,12 +29,12 @@ CHECKS = ",".join(
 
 
 @pytest.fixture(scope="module")
-def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with gateway(tmp_path_factory.mktemp("fuzz"), database_url, **UNLIMITED) as stack:
+def stack(request: pytest.FixtureRequest) -> Iterator[Gateway]:
+    with gateway_under_test(request, **UNLIMITED) as stack:
         yield stack
 
 
-def test_fuzzed_requests_get_no_5xx_and_match_the_schema(stack: Stack, tmp_path: Path) -> None:
+def test_fuzzed_requests_get_no_5xx_and_match_the_schema(stack: Gateway, tmp_path: Path) -> None:
     schemathesis = Path(sys.executable).with_name("st")
     command = [str(schemathesis), "run", str(ROOT / "openapi.yaml"), "--url", stack.url]
     command += ["--checks", CHECKS, "--phases", "examples,coverage,fuzzing"]

@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from devstack.stack import Stack
-from tests.stacks import gateway, needs_nginx
+from tests.stacks import Gateway, gateway_under_test, needs_nginx
 from tests.wavs import pcm16
 
 try:
@@ -67,8 +66,8 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with gateway(tmp_path_factory.mktemp("web"), database_url, GUNICORN_WORKERS="2") as stack:
+def stack(request: pytest.FixtureRequest) -> Iterator[Gateway]:
+    with gateway_under_test(request, GUNICORN_WORKERS="2") as stack:
         yield stack
 
 
@@ -99,7 +98,7 @@ def page(browser: Browser) -> Iterator[Page]:
     page.context.close()
 
 
-def sign_up(page: Page, stack: Stack, name: str | None = None) -> dict[str, str]:
+def sign_up(page: Page, stack: Gateway, name: str | None = None) -> dict[str, str]:
     """Create an account through the page; returns what the page stored."""
     page.goto(stack.url)
     page.get_by_label("Your name").fill(name or f"Tester {uuid.uuid4().hex[:8]}")
@@ -151,7 +150,7 @@ def audio_duration(audio: Locator) -> float:
 
 
 def test_creating_an_account_shows_the_token_once_and_keeps_it(
-    browser: Browser, stack: Stack
+    browser: Browser, stack: Gateway
 ) -> None:
     page = new_page(browser, DESKTOP)
     problems: list[str] = []
@@ -189,7 +188,7 @@ def test_creating_an_account_shows_the_token_once_and_keeps_it(
     page.context.close()
 
 
-def test_a_taken_name_is_refused_in_words(page: Page, stack: Stack) -> None:
+def test_a_taken_name_is_refused_in_words(page: Page, stack: Gateway) -> None:
     name = f"Taken {uuid.uuid4().hex[:8]}"
     requests.post(f"{stack.url}/user", json={"name": name}, timeout=10).raise_for_status()
     page.goto(stack.url)
@@ -201,7 +200,7 @@ def test_a_taken_name_is_refused_in_words(page: Page, stack: Stack) -> None:
     assert stored_account(page) is None
 
 
-def test_forget_and_use_an_existing_account(page: Page, stack: Stack, tmp_path: Path) -> None:
+def test_forget_and_use_an_existing_account(page: Page, stack: Gateway, tmp_path: Path) -> None:
     account = sign_up(page, stack)
     upload(page, tmp_path, "kept.wav", 1.0)
     page.once("dialog", lambda dialog: dialog.accept())
@@ -226,7 +225,7 @@ def test_forget_and_use_an_existing_account(page: Page, stack: Stack, tmp_path: 
 
 
 def test_upload_shows_real_progress_then_the_record_plays_and_seeks(
-    page: Page, stack: Stack, tmp_path: Path
+    page: Page, stack: Gateway, tmp_path: Path
 ) -> None:
     sign_up(page, stack)
     media_statuses: list[int] = []
@@ -265,7 +264,7 @@ def test_upload_shows_real_progress_then_the_record_plays_and_seeks(
     assert 206 in media_statuses  # the browser read the MP3 in ranges
 
 
-def test_download_and_copy_link(page: Page, stack: Stack, tmp_path: Path) -> None:
+def test_download_and_copy_link(page: Page, stack: Gateway, tmp_path: Path) -> None:
     sign_up(page, stack)
     record = upload(page, tmp_path, "Take 1.wav", 1.5)
 
@@ -283,7 +282,7 @@ def test_download_and_copy_link(page: Page, stack: Stack, tmp_path: Path) -> Non
     assert page.evaluate("navigator.clipboard.readText()") == url
 
 
-def test_delete_removes_the_record(page: Page, stack: Stack, tmp_path: Path) -> None:
+def test_delete_removes_the_record(page: Page, stack: Gateway, tmp_path: Path) -> None:
     sign_up(page, stack)
     upload(page, tmp_path, "keep me.wav", 1.0)
     record = upload(page, tmp_path, "drop me.wav", 1.0)
@@ -306,7 +305,7 @@ def test_delete_removes_the_record(page: Page, stack: Stack, tmp_path: Path) -> 
     expect(record_item(page, "drop me.wav")).to_have_count(0)
 
 
-def test_a_text_file_is_refused_in_words(page: Page, stack: Stack, tmp_path: Path) -> None:
+def test_a_text_file_is_refused_in_words(page: Page, stack: Gateway, tmp_path: Path) -> None:
     sign_up(page, stack)
     choose_files(page, tmp_path, {"notes.wav": b"hello"})
     row = upload_row(page, "notes.wav")
@@ -318,7 +317,7 @@ def test_a_text_file_is_refused_in_words(page: Page, stack: Stack, tmp_path: Pat
     expect(page.get_by_text("No records yet")).to_be_visible()
 
 
-def test_a_dropped_file_is_uploaded(page: Page, stack: Stack) -> None:
+def test_a_dropped_file_is_uploaded(page: Page, stack: Gateway) -> None:
     sign_up(page, stack)
     page.locator("#drop-zone").evaluate(
         """(zone, bytes) => {
@@ -334,7 +333,7 @@ def test_a_dropped_file_is_uploaded(page: Page, stack: Stack) -> None:
     expect(record_item(page, "dropped.wav")).to_be_visible()
 
 
-def test_a_network_error_is_shown_in_words(page: Page, stack: Stack, tmp_path: Path) -> None:
+def test_a_network_error_is_shown_in_words(page: Page, stack: Gateway, tmp_path: Path) -> None:
     sign_up(page, stack)
     page.route(re.compile(r"/record$"), lambda route: route.abort("connectionreset"))
     choose_files(page, tmp_path, {"lost.wav": pcm16(0.5, 8000, 1)})
@@ -344,7 +343,7 @@ def test_a_network_error_is_shown_in_words(page: Page, stack: Stack, tmp_path: P
     expect(page.get_by_role("status")).to_contain_text("Network error")
 
 
-def test_load_more_pages_through_the_records(page: Page, stack: Stack) -> None:
+def test_load_more_pages_through_the_records(page: Page, stack: Gateway) -> None:
     account = sign_up(page, stack)
     for name in ("older.wav", "newer.wav"):
         created = requests.post(
@@ -367,7 +366,7 @@ def test_load_more_pages_through_the_records(page: Page, stack: Stack) -> None:
     expect(page.get_by_role("button", name="Load more")).to_be_hidden()
 
 
-def test_the_file_picker_is_reachable_by_keyboard(page: Page, stack: Stack) -> None:
+def test_the_file_picker_is_reachable_by_keyboard(page: Page, stack: Gateway) -> None:
     sign_up(page, stack)
     page.reload()  # the keyboard starts at the top of the page
     for _ in range(30):
@@ -379,7 +378,7 @@ def test_the_file_picker_is_reachable_by_keyboard(page: Page, stack: Stack) -> N
     assert outline == "solid"  # the focus is visible on the drop zone
 
 
-def test_the_page_fits_a_phone(browser: Browser, stack: Stack, tmp_path: Path) -> None:
+def test_the_page_fits_a_phone(browser: Browser, stack: Gateway, tmp_path: Path) -> None:
     page = new_page(browser, PHONE)
     sign_up(page, stack)
     upload(page, tmp_path, "A rather long recording name from the phone.wav", 1.0)
@@ -387,7 +386,7 @@ def test_the_page_fits_a_phone(browser: Browser, stack: Stack, tmp_path: Path) -
     page.context.close()
 
 
-def test_screenshot_with_two_records(page: Page, stack: Stack, tmp_path: Path) -> None:
+def test_screenshot_with_two_records(page: Page, stack: Gateway, tmp_path: Path) -> None:
     sign_up(page, stack, "Alice Martin")
     page.get_by_role("button", name="I have saved the token").click()
     page.get_by_role("button", name="Dismiss").click()
