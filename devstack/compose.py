@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -173,10 +174,15 @@ class ComposeStack:
         project = environ.get("AUDIOSVC_COMPOSE_PROJECT")
         if not project:
             return None
-        env_file = Path(environ["AUDIOSVC_COMPOSE_ENV_FILE"])
-        settings = read_env_file(env_file)
+        return cls.of(Compose(project=project, env_file=Path(environ["AUDIOSVC_COMPOSE_ENV_FILE"])))
+
+    @classmethod
+    def of(cls, compose: Compose) -> ComposeStack:
+        """The stack of a project whose env file sets GATEWAY_PORT and MAX_UPLOAD_BYTES."""
+        assert compose.env_file is not None  # noqa: S101 - a programming error, not input
+        settings = read_env_file(compose.env_file)
         return cls(
-            compose=Compose(project=project, env_file=env_file),
+            compose=compose,
             port=int(settings["GATEWAY_PORT"]),
             max_upload_bytes=int(settings["MAX_UPLOAD_BYTES"]),
         )
@@ -285,17 +291,14 @@ def test_stack(work: Path) -> Iterator[ComposeStack]:
     compose = Compose(project=f"audiosvc-test-{secrets.token_hex(4)}", env_file=env_file)
     try:
         compose.up("--build")
-        settings = read_env_file(env_file)
-        yield ComposeStack(
-            compose=compose,
-            port=int(settings["GATEWAY_PORT"]),
-            max_upload_bytes=int(settings["MAX_UPLOAD_BYTES"]),
-        )
+        yield ComposeStack.of(compose)
     finally:
         compose.run("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)
 
 
 def run_tests(pytest_args: Sequence[str]) -> int:
+    # A SIGTERM (CI's time-out, kill) unwinds like Ctrl-C, so the stack is still removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     engine_was_running = engine_answers()
     started = time.monotonic()
     try:
