@@ -139,6 +139,8 @@ def main() -> None:
         applied = migrate(settings.database_url)
     except NotUtf8Error as error:
         raise SystemExit(f"migrate: {error}") from None
+    except psycopg.OperationalError as error:
+        raise SystemExit(f"migrate: cannot reach the database {target}: {error}") from None
     print(f"{applied} migration(s) applied to {target}" if applied else f"{target} is up to date")
 
 

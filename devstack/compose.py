@@ -156,7 +156,11 @@ class Compose:
 
     def up(self, *args: str) -> None:
         """`up --detach` with `args`, then wait until every service is healthy."""
-        self.run("up", "--detach", *args, timeout=1200)
+        try:
+            self.run("up", "--detach", *args, timeout=1200)
+        except ComposeError as error:
+            migrate = self.logs("migrate").strip().splitlines()[-5:]
+            raise ComposeError(f"{error}\nthe migrate job said:\n" + "\n".join(migrate)) from None
         self.wait_healthy()
 
 
@@ -258,7 +262,12 @@ def stop_engine() -> None:
 def up(env_file: Path) -> None:
     prepare_engine()
     if not env_file.exists():
-        write_env_file(env_file, {"POSTGRES_PASSWORD": secrets.token_hex(24)})
+        # Ports given in the shell go into the file too, so that later plain `docker compose`
+        # commands address the same stack instead of recreating it on the defaults.
+        ports = {
+            key: os.environ[key] for key in ("GATEWAY_PORT", "POSTGRES_PORT") if key in os.environ
+        }
+        write_env_file(env_file, {"POSTGRES_PASSWORD": secrets.token_hex(24), **ports})
         print(f"wrote {env_file} from .env.example with a random POSTGRES_PASSWORD", flush=True)
     compose = Compose(env_file=env_file)
     compose.up("--build")
