@@ -36,7 +36,7 @@ screenshot: venv  ## renew docs/screenshot.png: the web page with two records, i
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict common functions devstack bench
+	$(BIN)/mypy --strict common functions deploy devstack bench
 
 compose-up: venv  ## the compose stack of .env (made from .env.example if missing) on GATEWAY_PORT
 	$(BIN)/python -m devstack.compose up

@@ -1,6 +1,9 @@
-"""Settings of the service, parsed once from the environment into a typed object.
+"""Every setting of the service, declared once, and the typed object the functions read.
 
-Every setting is documented in README.md and listed in .env.example.
+`DECLARED` is the one list of settings: the functions' (`Settings`), gunicorn's
+(deploy/gunicorn_conf.py), the gateway's (nginx/nginx.conf.template) and compose's own, each with
+its default written once. .env.example, docker-compose.yml and the README's settings table repeat
+these defaults for people; tests/test_settings_declared.py fails when one of them drifts.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 KIB = 1024
@@ -21,6 +25,55 @@ DEFAULT_SQLITE_PATH = Path("var") / "audio.sqlite3"
 
 _BITRATE = re.compile(r"^(32|40|48|56|64|80|96|112|128|160|192|224|256|320)k$")
 
+Reader = Literal["functions", "gunicorn", "gateway", "compose"]
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One environment variable: who reads it, its default as written in .env ("" = none)."""
+
+    name: str
+    default: str
+    reader: Reader
+
+
+DECLARED: tuple[Declared, ...] = (
+    Declared("DATABASE_URL", "", "functions"),
+    Declared("MAX_UPLOAD_BYTES", str(GIB), "functions"),
+    Declared("MP3_BITRATE", "192k", "functions"),
+    Declared("FFMPEG_PATH", "ffmpeg", "functions"),
+    Declared("FFMPEG_TIMEOUT_S", "900", "functions"),
+    Declared("FFMPEG_MEMORY_BYTES", str(GIB), "functions"),
+    Declared("MAX_DURATION_S", "14400", "functions"),
+    Declared("PUBLIC_BASE_URL", "", "functions"),
+    Declared("CHUNK_BYTES", str(MIB), "functions"),
+    Declared("SPOOL_DIR", "", "functions"),
+    Declared("DB_POOL_SIZE", "8", "functions"),
+    Declared("GUNICORN_WORKERS", "", "gunicorn"),
+    Declared("GUNICORN_THREADS", "", "gunicorn"),
+    Declared("GUNICORN_TIMEOUT", "60", "gunicorn"),
+    Declared("GUNICORN_KEEPALIVE", "75", "gunicorn"),
+    Declared("LOG_LEVEL", "info", "gunicorn"),
+    Declared("CLIENT_TIMEOUT_S", "60", "gateway"),
+    Declared("USER_RATE_LIMIT", "10r/s", "gateway"),
+    Declared("USER_RATE_BURST", "20", "gateway"),
+    Declared("UPLOAD_RATE_LIMIT", "5r/s", "gateway"),
+    Declared("UPLOAD_RATE_BURST", "20", "gateway"),
+    Declared("POSTGRES_PASSWORD", "", "compose"),
+    Declared("POSTGRES_PORT", "5432", "compose"),
+    Declared("GATEWAY_PORT", "8080", "compose"),
+    Declared("IMAGE_TAG", "latest", "compose"),
+)
+"""Every setting. The gateway also gets MAX_UPLOAD_BYTES and FFMPEG_TIMEOUT_S: nginx/derived.envsh
+turns them into its body limit and upload timeout."""
+
+DEFAULTS: Mapping[str, str] = {setting.name: setting.default for setting in DECLARED}
+
+
+def declared(reader: Reader) -> dict[str, str]:
+    """The settings one component reads, with their defaults."""
+    return {s.name: s.default for s in DECLARED if s.reader == reader}
+
 
 class ConfigError(ValueError):
     """A setting is present but unusable; raised at start-up, never per request."""
@@ -29,32 +82,32 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     database_url: str
-    max_upload_bytes: int = GIB
-    mp3_bitrate: str = "192k"
-    ffmpeg_path: str = "ffmpeg"
-    ffmpeg_timeout_s: float = 900.0
-    max_duration_s: float = 4 * 3600.0
-    ffmpeg_memory_bytes: int = GIB
-    public_base_url: str | None = None
-    chunk_bytes: int = MIB
-    spool_dir: str = tempfile.gettempdir()
-    db_pool_size: int = 8
+    max_upload_bytes: int = int(DEFAULTS["MAX_UPLOAD_BYTES"])
+    mp3_bitrate: str = DEFAULTS["MP3_BITRATE"]
+    ffmpeg_path: str = DEFAULTS["FFMPEG_PATH"]
+    ffmpeg_timeout_s: float = float(DEFAULTS["FFMPEG_TIMEOUT_S"])
+    max_duration_s: float = float(DEFAULTS["MAX_DURATION_S"])
+    ffmpeg_memory_bytes: int = int(DEFAULTS["FFMPEG_MEMORY_BYTES"])
+    public_base_url: str | None = DEFAULTS["PUBLIC_BASE_URL"] or None
+    chunk_bytes: int = int(DEFAULTS["CHUNK_BYTES"])
+    spool_dir: str = DEFAULTS["SPOOL_DIR"] or tempfile.gettempdir()
+    db_pool_size: int = int(DEFAULTS["DB_POOL_SIZE"])
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         settings = cls(
             database_url=env.get("DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH.resolve()}",
-            max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", GIB),
-            mp3_bitrate=env.get("MP3_BITRATE", "192k"),
-            ffmpeg_path=env.get("FFMPEG_PATH", "ffmpeg"),
-            ffmpeg_timeout_s=_float(env, "FFMPEG_TIMEOUT_S", 900.0),
-            max_duration_s=_float(env, "MAX_DURATION_S", 4 * 3600.0),
-            ffmpeg_memory_bytes=_int(env, "FFMPEG_MEMORY_BYTES", GIB),
-            public_base_url=env.get("PUBLIC_BASE_URL") or None,
-            chunk_bytes=_int(env, "CHUNK_BYTES", MIB),
-            spool_dir=env.get("SPOOL_DIR") or tempfile.gettempdir(),
-            db_pool_size=_int(env, "DB_POOL_SIZE", 8),
+            max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES"),
+            mp3_bitrate=_text(env, "MP3_BITRATE"),
+            ffmpeg_path=_text(env, "FFMPEG_PATH"),
+            ffmpeg_timeout_s=_float(env, "FFMPEG_TIMEOUT_S"),
+            max_duration_s=_float(env, "MAX_DURATION_S"),
+            ffmpeg_memory_bytes=_int(env, "FFMPEG_MEMORY_BYTES"),
+            public_base_url=_text(env, "PUBLIC_BASE_URL") or None,
+            chunk_bytes=_int(env, "CHUNK_BYTES"),
+            spool_dir=_text(env, "SPOOL_DIR") or tempfile.gettempdir(),
+            db_pool_size=_int(env, "DB_POOL_SIZE"),
         )
         settings.validate()
         return settings
@@ -82,20 +135,21 @@ class Settings:
                 raise ConfigError("PUBLIC_BASE_URL must be an absolute http(s) URL")
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def _text(env: Mapping[str, str], name: str) -> str:
+    """The variable, or its declared default when unset or empty."""
+    return env.get(name) or DEFAULTS[name]
+
+
+def _int(env: Mapping[str, str], name: str) -> int:
+    raw = _text(env, name)
     try:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def _float(env: Mapping[str, str], name: str) -> float:
+    raw = _text(env, name)
     try:
         return float(raw)
     except ValueError:

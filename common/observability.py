@@ -1,7 +1,7 @@
 """What operators see of a function: one JSON log line per request, Prometheus metrics, /healthz.
 
 Metrics use prometheus_client's multiprocess mode when PROMETHEUS_MULTIPROC_DIR is set (gunicorn
-sets it up, see common/gunicorn_conf.py), so /metrics adds up every worker of the function.
+sets it up, see deploy/gunicorn_conf.py), so /metrics adds up every worker of the function.
 Log lines carry the path without its query string: a token may travel there.
 """
 
@@ -133,8 +133,11 @@ def _body_length(resp: falcon.Response) -> int:
 class Metrics:
     """GET /metrics in Prometheus' text format (not routed by the gateway: scrape the function)."""
 
+    def __init__(self) -> None:
+        self._multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if self._multiprocess:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         else:

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devstack.routes import FUNCTIONS
 from devstack.stack import ROOT, free_port
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
-FUNCTIONS = ("create_user", "add_record", "get_record")
 LONG_RUNNING = ("postgres", *FUNCTIONS, "nginx")
 """Services that stay up (and have a healthcheck); `migrate` runs once and exits."""
 

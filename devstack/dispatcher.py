@@ -7,12 +7,13 @@ Only for local runs; the tests and compose always go through nginx.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from common.config import Settings
 from common.db import create_engine
+from devstack.routes import ROUTES
 from functions.add_record.app import create_app as create_add_record
 from functions.create_user.app import create_app as create_create_user
 from functions.get_record.app import create_app as create_get_record
@@ -104,22 +105,22 @@ def _page_routes(web: Path) -> dict[str, dict[str, WSGIApp]]:
 
 def create_app(settings: Settings) -> Dispatcher:
     engine = create_engine(settings.database_url, settings.db_pool_size)
-    create_user = create_create_user(settings, engine)
-    add_record = create_add_record(settings, engine)
-    get_record = create_get_record(settings, engine)
-    return Dispatcher(
+    return dispatch(
         {
-            "/user": {"POST": create_user},
-            "/record": {
-                "GET": get_record,
-                "HEAD": get_record,
-                "POST": add_record,
-                "DELETE": add_record,
-            },
-            "/records": {"GET": get_record, "HEAD": get_record},
-            **_page_routes(WEB_ROOT),
+            "create_user": create_create_user(settings, engine),
+            "add_record": create_add_record(settings, engine),
+            "get_record": create_get_record(settings, engine),
         }
     )
+
+
+def dispatch(functions: Mapping[str, WSGIApp], web: Path = WEB_ROOT) -> Dispatcher:
+    """The gateway's routes (devstack/routes.py) to these apps, and the web page's files."""
+    api = {
+        path: {method: functions[name] for method, name in methods.items()}
+        for path, methods in ROUTES.items()
+    }
+    return Dispatcher({**api, **_page_routes(web)})
 
 
 def get_app() -> Dispatcher:

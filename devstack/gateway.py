@@ -1,12 +1,18 @@
-"""Rendering nginx/nginx.conf.template the way the nginx image's entrypoint does (envsubst)."""
+"""Rendering nginx/nginx.conf.template the way the nginx image's entrypoint does: the values of
+nginx/derived.envsh first, then envsubst."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from common.config import DEFAULTS
+
 TEMPLATE = Path(__file__).resolve().parent.parent / "nginx" / "nginx.conf.template"
+DERIVED = TEMPLATE.with_name("derived.envsh")
+DERIVED_NAMES = ("UPLOAD_TIMEOUT_S", "GATEWAY_BODY_BYTES")
 _VARIABLE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
 
@@ -17,3 +23,15 @@ def render(values: Mapping[str, str], template: Path = TEMPLATE) -> str:
     if missing:
         raise KeyError(f"the gateway template needs {', '.join(missing)}")
     return _VARIABLE.sub(lambda match: values[match.group(1)], text)
+
+
+def derived_gateway_values(env: Mapping[str, str]) -> dict[str, str]:
+    """What nginx/derived.envsh computes from the functions' settings in `env` (or the defaults)."""
+    inputs = {
+        name: env.get(name) or DEFAULTS[name] for name in ("FFMPEG_TIMEOUT_S", "MAX_UPLOAD_BYTES")
+    }
+    script = f'. "{DERIVED}" && printf "%s\\n" ' + " ".join(f'"${name}"' for name in DERIVED_NAMES)
+    result = subprocess.run(
+        ["sh", "-ec", script], env=inputs, capture_output=True, text=True, check=True
+    )
+    return dict(zip(DERIVED_NAMES, result.stdout.split(), strict=True))

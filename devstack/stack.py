@@ -20,18 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from devstack.gateway import render
+from common.config import DEFAULTS, declared
+from devstack.gateway import derived_gateway_values, render
+from devstack.routes import FUNCTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
-FUNCTIONS = ("create_user", "add_record", "get_record")
-GATEWAY_DEFAULTS = {
-    "USER_RATE_LIMIT": "10r/s",
-    "USER_RATE_BURST": "20",
-    "UPLOAD_RATE_LIMIT": "5r/s",
-    "UPLOAD_RATE_BURST": "20",
-    "CLIENT_TIMEOUT_S": "60",
-}
-"""The gateway's settings and their defaults (the same as in .env.example and compose)."""
 
 
 def free_port() -> int:
@@ -71,7 +64,9 @@ class Stack:
 
     @property
     def max_upload_bytes(self) -> int:
-        return int({**os.environ, **self.env}.get("MAX_UPLOAD_BYTES") or 1 << 30)
+        return int(
+            {**os.environ, **self.env}.get("MAX_UPLOAD_BYTES") or DEFAULTS["MAX_UPLOAD_BYTES"]
+        )
 
     def start(self, timeout: float = 30.0) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -80,7 +75,7 @@ class Stack:
             if self.use_nginx:
                 for name in FUNCTIONS:
                     self.start_function(name)
-                self._start_nginx()
+                self.start_nginx()
             else:
                 self._start_dispatcher()
             for name, process in self.processes.items():
@@ -89,6 +84,10 @@ class Stack:
         except BaseException:
             self.stop()
             raise
+
+    def wait_gateway(self, timeout: float = 10.0) -> None:
+        """Return once the gateway started alone (start_nginx) accepts connections."""
+        wait_for_port(self.port, self.processes["nginx"], time.monotonic() + timeout)
 
     def start_function(self, name: str) -> None:
         """(Re)start one function on its port (the same port when it ran before)."""
@@ -102,26 +101,22 @@ class Stack:
         """Return once the (re)started function accepts connections."""
         wait_for_port(self.function_ports[name], self.processes[name], time.monotonic() + timeout)
 
-    def _start_nginx(self) -> None:
+    def start_nginx(self) -> None:
+        """nginx alone, in front of whatever listens on `function_ports`."""
         # nginx's workers (`nobody` when started as root) write request bodies below its run
         # directory, so that directory gets a path they can traverse, whatever run_dir's parents.
         nginx_dir = Path(tempfile.mkdtemp(prefix="audiosvc-nginx-"))
         nginx_dir.chmod(0o755)
         self._cleanup.append(nginx_dir)
         env = {**os.environ, **self.env}
-        # As in compose: the read timeout on uploads covers the longest conversion allowed.
-        upload_timeout = env.get("UPLOAD_TIMEOUT_S") or str(
-            int(float(env.get("FFMPEG_TIMEOUT_S", "900"))) + 60
-        )
         config = render(
             {
                 "NGINX_PORT": str(self.port),
                 "NGINX_RUN_DIR": str(nginx_dir),
                 "NGINX_RESOLVER": "127.0.0.1",
                 "STATIC_ROOT": str(ROOT / "nginx" / "web"),
-                **{name: env.get(name, default) for name, default in GATEWAY_DEFAULTS.items()},
-                "MAX_UPLOAD_BYTES": env.get("MAX_UPLOAD_BYTES", str(1 << 30)),
-                "UPLOAD_TIMEOUT_S": upload_timeout,
+                **{name: env.get(name) or default for name, default in declared("gateway").items()},
+                **derived_gateway_values(env),
                 **{
                     f"{name.upper()}_UPSTREAM": f"127.0.0.1:{self.function_ports[name]}"
                     for name in FUNCTIONS
@@ -154,7 +149,7 @@ class Stack:
                 "-m",
                 "gunicorn",
                 "--config",
-                "python:common.gunicorn_conf",
+                "python:deploy.gunicorn_conf",
                 "devstack.dispatcher:get_app()",
             ],
             {"BIND": f"127.0.0.1:{self.port}"},

@@ -25,6 +25,7 @@ RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))
 FROM scratch AS app
 COPY bin/run-function /app/bin/run-function
 COPY common/ /app/common/
+COPY deploy/gunicorn_conf.py /app/deploy/gunicorn_conf.py
 COPY functions/ /app/functions/
 COPY migrations/ /app/migrations/
 

@@ -18,7 +18,8 @@ from typing import Any
 import requests
 
 from bench.wavgen import RATE, write_wav
-from devstack.compose import FUNCTIONS, LONG_RUNNING, ROOT, ComposeStack
+from devstack.compose import LONG_RUNNING, ROOT, ComposeStack
+from devstack.routes import FUNCTIONS
 from tests.compose.probes import container_ids, digests, new_user, psql, stored, upload
 from tests.wavs import pcm16
 

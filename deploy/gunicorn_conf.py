@@ -1,0 +1,89 @@
+"""Gunicorn settings of every function: `gunicorn -c python:deploy.gunicorn_conf`.
+
+add_record is CPU-bound through its ffmpeg child: one conversion per worker, about one worker per
+core. create_user and get_record are I/O-bound: threads per worker. gthread workers keep connections
+from nginx alive between requests, and report to the arbiter from their main loop, so a long
+conversion in a thread never trips the worker timeout. Each value is a declared setting
+(common/config.py); unset or empty means the default.
+"""
+
+import glob
+import multiprocessing
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from common.config import declared
+
+_SETTINGS = {
+    name: os.environ.get(name) or default for name, default in declared("gunicorn").items()
+}
+_FUNCTION = os.environ.get("FUNCTION", "")
+_CPU_BOUND = _FUNCTION == "add_record"
+_METRICS_PREFIX = "audiosvc-metrics-"
+
+bind = os.environ.get("BIND") or "0.0.0.0:8000"
+worker_class = "gthread"
+workers = int(_SETTINGS["GUNICORN_WORKERS"] or (multiprocessing.cpu_count() if _CPU_BOUND else 2))
+threads = int(_SETTINGS["GUNICORN_THREADS"] or (1 if _CPU_BOUND else 8))
+timeout = int(_SETTINGS["GUNICORN_TIMEOUT"])
+# A CPU-bound worker takes a connection only when a thread is free for it, so that a request never
+# queues behind a conversion inside one worker while another worker idles (this also means no
+# idle keep-alive connections are held by add_record).
+worker_connections = threads if _CPU_BOUND else 1000
+graceful_timeout = 30
+# nginx bounds request lines and headers (8 KiB, answering 414/400 in JSON); a lower limit here
+# would answer the few requests in between with gunicorn's own HTML error page.
+limit_request_line = 0
+limit_request_field_size = 0
+keepalive = int(_SETTINGS["GUNICORN_KEEPALIVE"])
+accesslog = None
+errorlog = "-"
+loglevel = _SETTINGS["LOG_LEVEL"]
+proc_name = f"audiosvc-{_FUNCTION or 'function'}"
+wsgi_app = f"functions.{_FUNCTION}.app:get_app()" if _FUNCTION else None
+control_socket_disable = True
+
+
+def on_starting(server: Any) -> None:
+    """Give the workers an empty directory for prometheus_client's multiprocess metrics.
+
+    Without PROMETHEUS_MULTIPROC_DIR, a directory of this master's own, named after its pid, is made
+    in the temp dir and removed at exit; those of masters that died without exiting are swept here.
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory, exist_ok=True)
+        return
+    for stale in glob.glob(os.path.join(tempfile.gettempdir(), f"{_METRICS_PREFIX}*")):
+        pid = stale.rsplit("-", 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    own = os.path.join(tempfile.gettempdir(), f"{_METRICS_PREFIX}{os.getpid()}")
+    shutil.rmtree(own, ignore_errors=True)
+    os.makedirs(own)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = own
+
+
+def on_exit(server: Any) -> None:
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if os.path.basename(directory) == f"{_METRICS_PREFIX}{os.getpid()}":
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess  # noqa: PLC0415 - the master never imports it early
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

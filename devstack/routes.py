@@ -1,0 +1,23 @@
+"""Which function serves each path and method: the one route table of the gateway.
+
+nginx/nginx.conf.template routes these in nginx's terms; the dispatcher that stands in for nginx
+(`make run` without nginx) is built from this table, and tests/test_routes.py sends every method
+to every path through both and compares the answers. Reads go to get_record, writes to add_record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+FUNCTIONS = ("create_user", "add_record", "get_record")
+
+ROUTES: Mapping[str, Mapping[str, str]] = {
+    "/user": {"POST": "create_user"},
+    "/record": {
+        "GET": "get_record",
+        "HEAD": "get_record",
+        "POST": "add_record",
+        "DELETE": "add_record",
+    },
+    "/records": {"GET": "get_record", "HEAD": "get_record"},
+}
