@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -399,6 +401,25 @@ def test_screenshot_with_two_records(page: Page, stack: Gateway, tmp_path: Path)
         expect(upload_row(page, name)).to_contain_text("Done", timeout=SLOW_MS)
         audio_duration(record_item(page, name).locator("audio"))
     expect(page.locator(".record")).to_have_count(2)
+    expect(record_item(page, "Morning birds.wav")).to_contain_text("0:04")
+    expect(record_item(page, "Interview take 2.wav")).to_contain_text("0:07")
+    expect(page.locator("#who")).to_have_text("Signed in as Alice Martin")
     target = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") else tmp_path / "screenshot.png"
     page.screenshot(path=target, full_page=True)
-    assert target.stat().st_size > 10_000
+    width, height, pixels = png_size_and_pixels(target.read_bytes())
+    assert width == DESKTOP["width"]
+    assert height >= DESKTOP["height"]
+    assert len(set(pixels)) > 8, "the screenshot is nearly blank"
+
+
+def png_size_and_pixels(png: bytes) -> tuple[int, int, bytes]:
+    """Width and height from a PNG's IHDR, and its decompressed image data."""
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack(">II", png[16:24])
+    data, at = b"", 8
+    while at < len(png):
+        (length,) = struct.unpack(">I", png[at : at + 4])
+        if png[at + 4 : at + 8] == b"IDAT":
+            data += png[at + 8 : at + 8 + length]
+        at += 12 + length
+    return width, height, zlib.decompress(data)
