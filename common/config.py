@@ -59,6 +59,7 @@ DECLARED: tuple[Declared, ...] = (
     Declared("USER_RATE_BURST", "20", "gateway"),
     Declared("UPLOAD_RATE_LIMIT", "5r/s", "gateway"),
     Declared("UPLOAD_RATE_BURST", "20", "gateway"),
+    Declared("READ_CONN_LIMIT", "32", "gateway"),
     Declared("POSTGRES_PASSWORD", "", "compose"),
     Declared("POSTGRES_PORT", "5432", "compose"),
     Declared("GATEWAY_PORT", "8080", "compose"),

@@ -1,4 +1,4 @@
-"""Validation of user names and of original file names."""
+"""User names (checked, refused when unfit) and original file names (cleaned, never refused)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,17 @@ WHITESPACE = (
     "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 """Unicode White_Space; str.strip() would also eat U+001C..U+001F, which are controls."""
+BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""The marks, embeddings, overrides and isolates that can make a name display as another."""
 
 
 def is_control(char: str) -> bool:
     return unicodedata.category(char) == "Cc"
+
+
+def is_surrogate(char: str) -> bool:
+    """A lone UTF-16 surrogate (only a JSON escape such as \\ud800 yields one): not storable."""
+    return unicodedata.category(char) == "Cs"
 
 
 def clean_user_name(raw: object) -> str:
@@ -31,6 +38,13 @@ def clean_user_name(raw: object) -> str:
         raise ValueError(f"name must be at most {MAX_USER_NAME} characters")
     if any(is_control(char) for char in name):
         raise ValueError("name must not contain control characters")
+    if any(char in BIDI_CONTROLS for char in name):
+        raise ValueError(
+            "name must not contain Unicode bidirectional controls "
+            "(U+200E, U+200F, U+202A..U+202E, U+2066..U+2069)"
+        )
+    if any(is_surrogate(char) for char in name):
+        raise ValueError("name must not contain lone surrogates (U+D800..U+DFFF)")
     return unicodedata.normalize("NFC", name)
 
 
@@ -44,20 +58,25 @@ def file_stem(name: str | None) -> str | None:
 
 
 def original_name(name: str | None) -> str | None:
-    """The file name as it will be stored: without directories or control characters."""
+    """The file name as it will be stored: without directories, control characters, bidirectional
+    controls or lone surrogates, at most 255 code points (the extension kept); None when empty."""
     if not name:
         return None
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    base = "".join(char for char in base if not is_control(char)).strip()
-    return base[:MAX_FILE_NAME] or None
+    base = "".join(char for char in base if not _dropped_from_file_names(char)).strip()
+    return _shortened(base) or None
 
 
-def check_file_name(name: str | None) -> str | None:
-    """The original file name as sent, or ValueError when it cannot be a file name."""
-    if name is None or name == "":
-        return None
-    if "\ufffd" in name:
-        raise ValueError("the file name is not valid UTF-8")
-    if len(name) > MAX_FILE_NAME:
-        raise ValueError(f"the file name may be at most {MAX_FILE_NAME} characters")
-    return name
+def _dropped_from_file_names(char: str) -> bool:
+    return is_control(char) or char in BIDI_CONTROLS or is_surrogate(char)
+
+
+def _shortened(base: str) -> str:
+    """`base` cut to MAX_FILE_NAME code points, from the stem when there is an extension to keep."""
+    if len(base) <= MAX_FILE_NAME:
+        return base
+    stem, dot, extension = base.rpartition(".")
+    kept = dot + extension
+    if stem and len(kept) < MAX_FILE_NAME:
+        return stem[: MAX_FILE_NAME - len(kept)].rstrip() + kept
+    return base[:MAX_FILE_NAME].rstrip()

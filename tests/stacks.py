@@ -34,8 +34,9 @@ UNLIMITED = {
     "UPLOAD_RATE_LIMIT": "100000r/s",
     "USER_RATE_BURST": "1000",
     "UPLOAD_RATE_BURST": "1000",
+    "READ_CONN_LIMIT": "1000",
 }
-"""Rate limits out of the way, for tests that send many requests on purpose."""
+"""Rate and connection limits out of the way, for tests that send many requests on purpose."""
 
 
 class Gateway(Protocol):

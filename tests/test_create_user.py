@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import replace
+from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from falcon.testing import TestClient
 from sqlalchemy.engine import Engine
 
 from common.config import Settings
 from common.db import users
+from common.names import BIDI_CONTROLS
 from functions.create_user.app import create_app
 
 
@@ -106,3 +109,69 @@ def test_database_down_is_503_json(settings: Settings) -> None:
     assert result.status_code == 503
     assert result.headers["retry-after"] == "5"
     assert result.json["title"] == "Database unavailable"
+
+
+def post_json(client: TestClient, body: bytes) -> Any:
+    return client.simulate_post("/user", body=body, headers={"Content-Type": "application/json"})
+
+
+REFUSED_JSON = [
+    ("nested arrays", b"[" * 10_000 + b"]" * 10_000, "nested too deeply"),
+    ("nested objects", b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "nested too deeply"),
+    ("nested in the name", b'{"name": ' + b"[" * 10_000 + b"]" * 10_000 + b"}", "nested"),
+    ("encoded lone surrogate", b'{"name": "\xed\xa0\x80"}', "not valid UTF-8"),
+    ("encoded low surrogate", b'{"name": "a\xed\xbf\xbfb"}', "not valid UTF-8"),
+    ("invalid byte", b'{"name": "\xff"}', "not valid UTF-8"),
+    ("truncated sequence", b'{"name": "\xd0"}', "not valid UTF-8"),
+    ("overlong encoding", b'{"name": "\xc0\xaf"}', "not valid UTF-8"),
+    ("long integer", b'{"name": "x", "n": 1' + b"0" * 5000 + b"}", "number too long"),
+    ("long integer as name", b'{"name": ' + b"9" * 5000 + b"}", "number too long"),
+    ("truncated", b'{"name": "x"', "not valid JSON"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "reason"), REFUSED_JSON, ids=[case[0] for case in REFUSED_JSON]
+)
+def test_any_json_the_parser_refuses_is_400(
+    create_user_client: TestClient, case: str, body: bytes, reason: str
+) -> None:
+    result = post_json(create_user_client, body)
+    assert result.status_code == 400, result.text
+    assert result.headers["content-type"] == "application/json"
+    assert result.json["title"] == "Malformed JSON"
+    assert reason in result.json["description"]
+
+
+@pytest.mark.parametrize("escape", ["\\ud800", "\\udfff", "a\\udc00b", "\\ude00\\ud83d"])
+def test_a_name_decoding_to_a_lone_surrogate_is_400(
+    create_user_client: TestClient, escape: str
+) -> None:
+    result = post_json(create_user_client, f'{{"name": "{escape}"}}'.encode())
+    assert result.status_code == 400, result.text
+    assert result.json["title"] == "Invalid name"
+    assert "surrogates" in result.json["description"]
+
+
+def test_an_escaped_surrogate_pair_is_one_character(create_user_client: TestClient) -> None:
+    result = post_json(create_user_client, f'{{"name": "{unique()}\\ud83d\\ude00"}}'.encode())
+    assert result.status_code == 201, result.text
+
+
+@pytest.mark.parametrize("control", sorted(BIDI_CONTROLS))
+def test_names_with_bidirectional_controls_are_400(
+    create_user_client: TestClient, engine: Engine, control: str
+) -> None:
+    name = unique(f"admin{control}")
+    result = create_user_client.simulate_post("/user", json={"name": name})
+    assert result.status_code == 400, result.text
+    assert result.json["title"] == "Invalid name"
+    assert "bidirectional controls" in result.json["description"]
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(users.c.id).where(users.c.name == name)).first() is None
+
+
+def test_the_token_is_not_to_be_cached(create_user_client: TestClient) -> None:
+    result = create_user_client.simulate_post("/user", json={"name": unique()})
+    assert result.status_code == 201
+    assert result.headers["cache-control"] == "no-store"

@@ -111,6 +111,16 @@ def test_ranges_head_and_304_through_the_gateway(stack: Gateway, account: dict[s
     assert cached.headers["ETag"] == whole.headers["ETag"]
     beyond = requests.get(url, headers={"Range": f"bytes={len(whole.content)}-"}, timeout=30)
     assert beyond.status_code == 416
+    absurd = requests.get(url, headers={"Range": "bytes=-" + "9" * 5000}, timeout=30)
+    assert absurd.status_code == 416
+    assert absurd.json()["description"]
+    since = requests.get(
+        url, headers={"If-Modified-Since": whole.headers["Last-Modified"]}, timeout=30
+    )
+    assert since.status_code == 304
+    assert since.headers["Last-Modified"] == whole.headers["Last-Modified"]
+    dated = {"Range": "bytes=0-9", "If-Range": whole.headers["Last-Modified"]}
+    assert requests.get(url, headers=dated, timeout=30).content == whole.content[:10]
 
 
 def test_another_users_record_is_404(stack: Gateway, account: dict[str, str]) -> None:
@@ -142,6 +152,26 @@ def error_requests(
             400,
         ),
         ("POST", {"url": f"{url}/user", "json": {"name": "x" * 65}}, 400),
+        (
+            "POST",
+            {
+                "url": f"{url}/user",
+                "data": b"[" * 10_000 + b"]" * 10_000,
+                "headers": {"Content-Type": "application/json"},
+            },
+            400,
+        ),
+        (
+            "POST",
+            {
+                "url": f"{url}/user",
+                "data": b'{"name": "\xed\xa0\x80"}',
+                "headers": {"Content-Type": "application/json"},
+            },
+            400,
+        ),
+        ("POST", {"url": f"{url}/user", "json": {"name": "\ud800"}}, 400),
+        ("POST", {"url": f"{url}/user", "json": {"name": "a\u202eb"}}, 400),
         ("POST", {"url": f"{url}/user", "data": b"name=x"}, 415),
         ("POST", {"url": f"{url}/user", "json": {"name": "x", "pad": "x" * 70000}}, 413),
         (
@@ -208,6 +238,7 @@ def error_requests(
         ("DELETE", {"url": f"{url}/static/index.html"}, 405),
         ("GET", {"url": f"{url}/records", "params": {"user": account["id"]}}, 401),
         ("GET", {"url": f"{url}/records", "params": {**auth, "limit": "0"}}, 400),
+        ("GET", {"url": f"{url}/records", "params": {**auth, "limit": "9" * 5000}}, 400),
         (
             "DELETE",
             {"url": f"{url}/record", "params": {"id": str(uuid.uuid4()), "user": account["id"]}},

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
+import falcon
 import pytest
 from falcon.testing import TestClient
 
@@ -162,3 +164,130 @@ def test_missing_or_malformed_ids_are_400(
     result = get_record_client.simulate_get("/record", params=params)
     assert result.status_code == 400
     assert result.json["description"]
+
+
+def last_modified(stored: dict[str, Any], get_record_client: TestClient) -> datetime:
+    whole = get_record_client.simulate_head("/record", params=stored["params"])
+    return falcon.http_date_to_dt(whole.headers["last-modified"])
+
+
+def rfc850(moment: datetime) -> str:
+    return moment.strftime("%A, %d-%b-%y %H:%M:%S GMT")
+
+
+def asctime(moment: datetime) -> str:
+    return moment.strftime("%a %b %e %H:%M:%S %Y")
+
+
+def test_if_modified_since_not_older_than_the_record_is_304(
+    get_record_client: TestClient, stored: dict[str, Any]
+) -> None:
+    modified = last_modified(stored, get_record_client)
+    later = modified + timedelta(days=1)
+    dates = [falcon.dt_to_http(modified), falcon.dt_to_http(later), rfc850(later), asctime(later)]
+    for method in (get_record_client.simulate_get, get_record_client.simulate_head):
+        for date in dates:
+            result = method("/record", params=stored["params"], headers={"If-Modified-Since": date})
+            assert result.status_code == 304, date
+            assert result.headers["etag"] == stored["etag"]
+            assert result.headers["last-modified"] == falcon.dt_to_http(modified)
+            assert result.content == b""
+
+
+@pytest.mark.parametrize(
+    "date",
+    ["Mon, 01 Jan 2024 12:00:00 GMT", "yesterday", "", "Mon, 32 Jan 2024 12:00:00 GMT", "0"],
+)
+def test_if_modified_since_older_or_malformed_sends_the_file(
+    get_record_client: TestClient, stored: dict[str, Any], date: str
+) -> None:
+    result = get_record_client.simulate_get(
+        "/record", params=stored["params"], headers={"If-Modified-Since": date}
+    )
+    assert result.status_code == 200
+    assert result.content == stored["body"]
+
+
+def test_if_none_match_overrides_if_modified_since(
+    get_record_client: TestClient, stored: dict[str, Any]
+) -> None:
+    later = falcon.dt_to_http(last_modified(stored, get_record_client) + timedelta(days=1))
+    result = get_record_client.simulate_get(
+        "/record",
+        params=stored["params"],
+        headers={"If-None-Match": '"other"', "If-Modified-Since": later},
+    )
+    assert result.status_code == 200
+    assert result.content == stored["body"]
+
+
+def test_if_unmodified_since(get_record_client: TestClient, stored: dict[str, Any]) -> None:
+    modified = last_modified(stored, get_record_client)
+    for method in (get_record_client.simulate_get, get_record_client.simulate_head):
+        earlier = falcon.dt_to_http(modified - timedelta(seconds=1))
+        refused = method(
+            "/record", params=stored["params"], headers={"If-Unmodified-Since": earlier}
+        )
+        assert refused.status_code == 412
+        for date in (falcon.dt_to_http(modified), "not a date"):
+            served = method(
+                "/record", params=stored["params"], headers={"If-Unmodified-Since": date}
+            )
+            assert served.status_code == 200
+    refused = get_record_client.simulate_get(
+        "/record",
+        params=stored["params"],
+        headers={"If-Unmodified-Since": "Sat, 01 Jan 2000 00:00:00 GMT"},
+    )
+    assert refused.headers["content-type"] == "application/json"
+    assert "If-Unmodified-Since" in refused.json["description"]
+
+
+def test_if_range_with_a_date(get_record_client: TestClient, stored: dict[str, Any]) -> None:
+    modified = last_modified(stored, get_record_client)
+    for date in (falcon.dt_to_http(modified), rfc850(modified), asctime(modified)):
+        matching = get_record_client.simulate_get(
+            "/record", params=stored["params"], headers={"Range": "bytes=0-9", "If-Range": date}
+        )
+        assert matching.status_code == 206, date
+        assert matching.content == stored["body"][:10]
+    for date in (
+        falcon.dt_to_http(modified + timedelta(seconds=1)),
+        falcon.dt_to_http(modified - timedelta(seconds=1)),
+        "Mon, 99 Foo 2024 12:00:00 GMT",
+    ):
+        stale = get_record_client.simulate_get(
+            "/record", params=stored["params"], headers={"Range": "bytes=0-9", "If-Range": date}
+        )
+        assert stale.status_code == 200, date
+        assert stale.content == stored["body"]
+
+
+ABSURD_RANGES = ["bytes=" + "9" * 5000 + "-", "bytes=-" + "9" * 5000, "bytes=0-" + "9" * 5000]
+
+
+@pytest.mark.parametrize("header", ABSURD_RANGES, ids=["first", "suffix", "last"])
+def test_numbers_too_large_to_parse_are_416(
+    get_record_client: TestClient, stored: dict[str, Any], header: str
+) -> None:
+    size = len(stored["body"])
+    result = get_record_client.simulate_get(
+        "/record", params=stored["params"], headers={"Range": header}
+    )
+    assert result.status_code == 416
+    assert result.headers["content-range"] == f"bytes */{size}"
+    assert "too large" in result.json["description"]
+    head = get_record_client.simulate_head(
+        "/record", params=stored["params"], headers={"Range": header}
+    )
+    assert head.status_code == 416
+
+
+def test_leading_zeros_are_not_large_numbers(
+    get_record_client: TestClient, stored: dict[str, Any]
+) -> None:
+    result = get_record_client.simulate_get(
+        "/record", params=stored["params"], headers={"Range": "bytes=" + "0" * 5000 + "1-2"}
+    )
+    assert result.status_code == 206
+    assert result.content == stored["body"][1:3]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -12,6 +14,8 @@ from falcon.testing import TestClient
 from sqlalchemy.engine import Engine
 
 from common.db import record_chunks
+from tests.audio import probe
+from tests.forms import multipart
 from tests.wavs import pcm16
 
 
@@ -163,3 +167,97 @@ def test_delete_with_bad_ids_is_400(
         "/record", params=params, headers={"Authorization": f"Bearer {user['token']}"}
     )
     assert result.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": "9" * 5000},
+        {"limit": "1" + "0" * 5000},
+        {"limit": "-" + "9" * 5000},
+        {"limit": "1e999999"},
+        {"limit": "\u0661"},
+        {"before": "9" * 5000},
+        {"before": "f" * 5000},
+        {"before": str(uuid.uuid4()) + "0" * 5000},
+    ],
+    ids=[
+        "limit-digits",
+        "limit-power",
+        "limit-negative",
+        "limit-exponent",
+        "limit-arabic-digit",
+        "before-digits",
+        "before-hex",
+        "before-tail",
+    ],
+)
+def test_absurd_paging_parameters_are_400(
+    get_record_client: TestClient, user: dict[str, str], params: dict[str, str]
+) -> None:
+    result = listing(get_record_client, user, **params)
+    assert result.status_code == 400
+    assert result.json["title"] == "Malformed parameter"
+    assert next(iter(params)) in result.json["description"]
+
+
+NAMES = [
+    ("long", "y" * 300 + ".wav", "y" * 251 + ".wav", "y" * 251),
+    ("long, no extension", "ж" * 400, "ж" * 255, "ж" * 255),
+    ("bidi controls", "\u202eevil\u2066 \u200fname\u2069.wav", "evil name.wav", "evil name"),
+    ("only bidi controls", "\u202a\u202b\u200e", None, None),
+    ("not UTF-8", "%FF%FE.wav", "\ufffd\ufffd.wav", "\ufffd\ufffd"),
+    ("encoded surrogate", "%ED%A0%80x.wav", "\ufffd\ufffd\ufffdx.wav", "\ufffd\ufffd\ufffdx"),
+]
+
+
+@pytest.mark.parametrize(("case", "sent", "stored", "stem"), NAMES, ids=[case[0] for case in NAMES])
+def test_file_names_are_cleaned_never_refused(
+    add_record_client: TestClient,
+    get_record_client: TestClient,
+    user: dict[str, str],
+    case: str,
+    sent: str,
+    stored: str | None,
+    stem: str | None,
+) -> None:
+    result = add_record_client.simulate_post(
+        "/record",
+        query_string=f"user={user['id']}&name={sent}",
+        body=pcm16(0.5, 22050, 1),
+        headers={"Content-Type": "audio/wav", "Authorization": f"Bearer {user['token']}"},
+    )
+    assert result.status_code == 201, result.text
+    entry = listing(get_record_client, user).json["records"][0]
+    assert entry["id"] == result.json["id"]
+    assert entry["name"] == stored
+    download = get_record_client.simulate_head(
+        "/record", params={"id": entry["id"], "user": user["id"]}
+    )
+    disposition = download.headers["content-disposition"]
+    expected = quote(stem, safe="!#$&+-.^_`|~") if stem else entry["id"]
+    assert disposition.endswith(f"filename*=UTF-8''{expected}.mp3")
+
+
+def test_a_long_multipart_file_name_is_cut_and_becomes_the_title(
+    add_record_client: TestClient,
+    get_record_client: TestClient,
+    user: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    form, content_type = multipart(
+        {"user": user["id"], "token": user["token"]},
+        [("file", "\u202e" + "t" * 300 + ".wav", pcm16(0.5, 22050, 1))],
+    )
+    result = add_record_client.simulate_post(
+        "/record", body=form, headers={"Content-Type": content_type}
+    )
+    assert result.status_code == 201, result.text
+    assert listing(get_record_client, user).json["records"][0]["name"] == "t" * 251 + ".wav"
+    mp3 = tmp_path / "got.mp3"
+    mp3.write_bytes(
+        get_record_client.simulate_get(
+            "/record", params={"id": result.json["id"], "user": user["id"]}
+        ).content
+    )
+    assert probe(mp3)["TAG:title"] == "t" * 251

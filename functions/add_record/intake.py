@@ -17,7 +17,6 @@ from typing import Generic, TypeVar
 import falcon
 from falcon.media.multipart import BodyPart, MultipartForm
 
-from common.names import check_file_name
 from common.wav import Readable
 from common.web import bearer_token, request_token, required_uuid, single_param, uuid_param
 
@@ -72,7 +71,7 @@ def receive(
     if kind in RAW_WAV_TYPES:
         user_id = uuid_param(req, "user")
         authenticate(user_id, request_token(req))
-        file_name = _file_name(single_param(req, "name"))
+        file_name = single_param(req, "name")
         return Upload(user_id, file_name, consume(LimitedReader(_body(req), limit), file_name))
     raise falcon.HTTPUnsupportedMediaType(
         title="Unsupported media type",
@@ -103,7 +102,7 @@ def _receive_multipart(
                     title="Malformed form", description="send exactly one file part"
                 )
             seen_file = True
-            file_name = _file_name(part_file_name)
+            file_name = part_file_name
             wav = LimitedReader(part.stream, limit)
             token = _token(req, fields)
             if "user" in fields and token is not None:
@@ -142,13 +141,6 @@ def _disposition(part: BodyPart) -> tuple[str | None, str | None]:
         raise falcon.HTTPBadRequest(
             title="Malformed form", description="a part's headers are not valid UTF-8"
         ) from None
-
-
-def _file_name(raw: str | None) -> str | None:
-    try:
-        return check_file_name(raw)
-    except ValueError as error:
-        raise falcon.HTTPBadRequest(title="Invalid file name", description=str(error)) from None
 
 
 def _user(fields: dict[str, str]) -> uuid.UUID:

@@ -43,16 +43,12 @@ class Users:
             ) from None
         req.context.user_id = user.id
         resp.status = falcon.HTTP_CREATED
+        resp.set_header("Cache-Control", "no-store")
         resp.media = {"id": str(user.id), "token": str(user.token)}
 
 
 def _name_from(body: bytes) -> str:
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        raise falcon.HTTPBadRequest(
-            title="Malformed JSON", description="the body is not valid JSON"
-        ) from None
+    document = _json(body)
     if not isinstance(document, dict):
         raise falcon.HTTPBadRequest(
             title="Invalid body", description='send a JSON object {"name": "..."}'
@@ -64,6 +60,28 @@ def _name_from(body: bytes) -> str:
         return clean_user_name(raw)
     except ValueError as error:
         raise falcon.HTTPBadRequest(title="Invalid name", description=str(error)) from None
+
+
+def _json(body: bytes) -> object:
+    """The body's JSON document; 400, saying what is wrong, for anything the parser refuses."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise _malformed(f"the body is not valid UTF-8 (at byte {error.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise _malformed(
+            f"the body is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
+        ) from None
+    except RecursionError:
+        raise _malformed("the body's JSON is nested too deeply") from None
+    except ValueError:  # int() refuses numbers of more than 4300 digits
+        raise _malformed("the body's JSON holds a number too long to parse") from None
+
+
+def _malformed(description: str) -> falcon.HTTPBadRequest:
+    return falcon.HTTPBadRequest(title="Malformed JSON", description=description)
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FunctionApp:

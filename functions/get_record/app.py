@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import falcon
 from sqlalchemy.engine import Engine
 
@@ -13,7 +15,13 @@ from common.storage import Record, RecordStore
 from common.web import FunctionApp, create_base_app, uuid_param
 from functions.get_record.disposition import attachment
 from functions.get_record.listing import RecordList
-from functions.get_record.ranges import Unsatisfiable, byte_range, if_range_holds, none_match
+from functions.get_record.ranges import (
+    Unsatisfiable,
+    byte_range,
+    if_range_holds,
+    modified_after,
+    not_modified,
+)
 
 
 class RecordFile:
@@ -33,26 +41,33 @@ class RecordFile:
         if record is None:
             raise falcon.HTTPNotFound(title="Not found", description="no such record for this user")
         etag = f'"{record.sha256}"'
-        last_modified = falcon.dt_to_http(record.created_at)
+        modified = record.created_at.astimezone(UTC).replace(microsecond=0)
         resp.etag = etag
-        resp.set_header("Last-Modified", last_modified)
+        resp.last_modified = modified
         resp.set_header("Cache-Control", "private, no-cache")
-        if none_match(req.get_header("If-None-Match"), etag):
+        if req.get_header("If-Match") is None and modified_after(
+            req.get_header("If-Unmodified-Since"), modified
+        ):
+            raise falcon.HTTPPreconditionFailed(
+                title="Precondition failed",
+                description="the record is newer than the If-Unmodified-Since date",
+            )
+        if not_modified(
+            req.get_header("If-None-Match"), req.get_header("If-Modified-Since"), etag, modified
+        ):
             resp.status = falcon.HTTP_NOT_MODIFIED
             return
         resp.accept_ranges = "bytes"
         start, stop = 0, record.size
         range_header = req.get_header("Range")
-        if range_header is not None and if_range_holds(
-            req.get_header("If-Range"), etag, last_modified
-        ):
+        if range_header is not None and if_range_holds(req.get_header("If-Range"), etag, modified):
             try:
                 requested = byte_range(range_header, record.size)
-            except Unsatisfiable:
+            except Unsatisfiable as error:
                 raise falcon.HTTPRangeNotSatisfiable(
                     record.size,
                     title="Range not satisfiable",
-                    description=f"the file has {record.size} bytes",
+                    description=f"{error}; the file has {record.size} bytes",
                 ) from None
             if requested is not None:
                 start, stop = requested

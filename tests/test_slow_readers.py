@@ -1,0 +1,114 @@
+"""Slow readers starve no one: a download that is not read holds no function thread.
+
+nginx takes the whole MP3 from get_record at once into a bounded temp file and feeds the client at
+its own pace, so get_record's threads and database connections are free again in milliseconds; and
+one address may hold only READ_CONN_LIMIT reads open at a time (429 past it).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from bench.wavgen import RATE, write_wav
+from devstack.stack import Stack
+from tests.stacks import gateway, needs_nginx
+
+pytestmark = needs_nginx
+
+STALLED = 30
+
+
+@pytest.fixture(scope="module")
+def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with gateway(
+        tmp_path_factory.mktemp("readers"),
+        database_url,
+        MP3_BITRATE="320k",
+        READ_CONN_LIMIT=str(STALLED + 5),
+    ) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def big_record(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, str], str]:
+    """A user and the URL of an MP3 far larger than every buffer between nginx and a client."""
+    user = requests.post(f"{stack.url}/user", json={"name": f"r-{uuid.uuid4()}"}, timeout=10).json()
+    wav = write_wav(tmp_path_factory.mktemp("wav") / "long.wav", 600 * RATE)
+    with wav.open("rb") as body:
+        created = requests.post(
+            f"{stack.url}/record",
+            params={"user": user["id"]},
+            data=body,
+            headers={"Content-Type": "audio/wav", "Authorization": f"Bearer {user['token']}"},
+            timeout=120,
+        )
+    assert created.status_code == 201, created.text
+    return user, created.json()["url"]
+
+
+def stalled_download(stack: Stack, url: str, source: str = "127.0.0.1") -> socket.socket:
+    """Ask for the MP3 from `source` and never read the answer."""
+    conn = socket.create_connection(
+        ("127.0.0.1", stack.port), timeout=10, source_address=(source, 0)
+    )
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    path = url.split(f":{stack.port}", 1)[1]
+    conn.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    return conn
+
+
+def get_from(stack: Stack, source: str, path: str, **headers: str) -> tuple[int, float]:
+    """GET through a connection from `source`; status and seconds to the whole answer."""
+    started = time.monotonic()
+    address = ("127.0.0.1", stack.port)
+    with socket.create_connection(address, timeout=10, source_address=(source, 0)) as conn:
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        conn.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{head}\r\n".encode()
+        )
+        answer = b""
+        while piece := conn.recv(1 << 20):
+            answer += piece
+    return int(answer.split(b" ", 2)[1]), time.monotonic() - started
+
+
+def test_stalled_downloads_leave_listing_and_downloads_to_others_at_once(
+    stack: Stack, big_record: tuple[dict[str, str], str]
+) -> None:
+    user, url = big_record
+    stalled = [stalled_download(stack, url) for _ in range(STALLED)]
+    try:
+        time.sleep(2)
+        listing = f"/records?user={user['id']}&token={user['token']}"
+        status, seconds = get_from(stack, "127.0.0.2", listing)
+        assert (status, seconds < 1.0) == (200, True), (status, seconds)
+        path = url.split(f":{stack.port}", 1)[1]
+        status, seconds = get_from(stack, "127.0.0.2", path, Range="bytes=0-999")
+        assert (status, seconds < 1.0) == (206, True), (status, seconds)
+    finally:
+        for conn in stalled:
+            conn.close()
+
+
+def test_one_address_holds_at_most_its_share_of_reads(
+    stack: Stack, big_record: tuple[dict[str, str], str]
+) -> None:
+    _, url = big_record
+    stalled = [stalled_download(stack, url, "127.0.0.3") for _ in range(STALLED + 5)]
+    try:
+        time.sleep(1)
+        path = url.split(f":{stack.port}", 1)[1]
+        assert get_from(stack, "127.0.0.3", path)[0] == 429
+        refused = requests.get(url, timeout=10)  # from 127.0.0.1: another address, served
+        assert refused.status_code == 200
+    finally:
+        for conn in stalled:
+            conn.close()
