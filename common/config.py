@@ -25,7 +25,7 @@ DEFAULT_SQLITE_PATH = Path("var") / "audio.sqlite3"
 
 _BITRATE = re.compile(r"^(32|40|48|56|64|80|96|112|128|160|192|224|256|320)k$")
 
-Reader = Literal["functions", "gunicorn", "gateway", "compose"]
+Reader = Literal["functions", "migrate", "gunicorn", "gateway", "compose"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,9 @@ DECLARED: tuple[Declared, ...] = (
     Declared("CHUNK_BYTES", str(MIB), "functions"),
     Declared("SPOOL_DIR", "", "functions"),
     Declared("DB_POOL_SIZE", "8", "functions"),
+    Declared("USER_QUOTA_BYTES", str(5 * GIB), "functions"),
+    Declared("DATABASE_APP_ROLE", "", "migrate"),
+    Declared("DATABASE_APP_PASSWORD", "", "migrate"),
     Declared("GUNICORN_WORKERS", "", "gunicorn"),
     Declared("GUNICORN_THREADS", "", "gunicorn"),
     Declared("GUNICORN_TIMEOUT", "60", "gunicorn"),
@@ -61,6 +64,7 @@ DECLARED: tuple[Declared, ...] = (
     Declared("UPLOAD_RATE_BURST", "20", "gateway"),
     Declared("READ_CONN_LIMIT", "32", "gateway"),
     Declared("POSTGRES_PASSWORD", "", "compose"),
+    Declared("POSTGRES_APP_PASSWORD", "", "compose"),
     Declared("POSTGRES_PORT", "5432", "compose"),
     Declared("GATEWAY_PORT", "8080", "compose"),
     Declared("IMAGE_TAG", "latest", "compose"),
@@ -93,6 +97,7 @@ class Settings:
     chunk_bytes: int = int(DEFAULTS["CHUNK_BYTES"])
     spool_dir: str = DEFAULTS["SPOOL_DIR"] or tempfile.gettempdir()
     db_pool_size: int = int(DEFAULTS["DB_POOL_SIZE"])
+    user_quota_bytes: int = int(DEFAULTS["USER_QUOTA_BYTES"])
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -109,6 +114,7 @@ class Settings:
             chunk_bytes=_int(env, "CHUNK_BYTES"),
             spool_dir=_text(env, "SPOOL_DIR") or tempfile.gettempdir(),
             db_pool_size=_int(env, "DB_POOL_SIZE"),
+            user_quota_bytes=_int(env, "USER_QUOTA_BYTES"),
         )
         settings.validate()
         return settings
@@ -130,10 +136,32 @@ class Settings:
             raise ConfigError("CHUNK_BYTES must lie between 262144 and 1048576")
         if self.db_pool_size < 1:
             raise ConfigError("DB_POOL_SIZE must be at least 1")
+        if self.user_quota_bytes < 1:
+            raise ConfigError("USER_QUOTA_BYTES must be positive")
         if self.public_base_url is not None:
             parts = urlsplit(self.public_base_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise ConfigError("PUBLIC_BASE_URL must be an absolute http(s) URL")
+
+
+@dataclass(frozen=True)
+class AppRole:
+    """The login role the migrate job makes the functions' (common.db.grant_app_role)."""
+
+    name: str
+    password: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> AppRole | None:
+        """DATABASE_APP_ROLE and DATABASE_APP_PASSWORD, or None when no role is asked for."""
+        env = os.environ if environ is None else environ
+        name = _text(env, "DATABASE_APP_ROLE")
+        if not name:
+            return None
+        password = _text(env, "DATABASE_APP_PASSWORD")
+        if not password:
+            raise ConfigError("DATABASE_APP_ROLE needs DATABASE_APP_PASSWORD")
+        return cls(name, password)
 
 
 def _text(env: Mapping[str, str], name: str) -> str:

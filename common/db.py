@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.sql
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from yoyo import get_backend, read_migrations
 
-from common.config import Settings
+from common.config import AppRole, Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -131,17 +132,60 @@ def migrate(url: str) -> int:
     return len(pending)
 
 
+def grant_app_role(url: str, role: str, password: str) -> None:
+    """Create or update the functions' login role: it reads and writes the service's rows, no more.
+
+    The migrate job, connected as the schema's owner, runs this after the migrations, so every
+    table a migration adds is granted on the next run. The role owns nothing and cannot change the
+    schema (no CREATE on it since PostgreSQL 15), create roles or databases, or read yoyo's tables.
+    """
+    libpq_url = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    name = psycopg.sql.Identifier(role)
+    with psycopg.connect(libpq_url, autocommit=True, connect_timeout=10) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone() is None:
+            conn.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN").format(name))
+        conn.execute(
+            psycopg.sql.SQL(
+                "ALTER ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS "
+                "PASSWORD {}"
+            ).format(name, psycopg.sql.Literal(password))
+        )
+        database = conn.execute("SELECT current_database()").fetchone()
+        assert database is not None  # noqa: S101 - PostgreSQL always answers this
+        conn.execute(
+            psycopg.sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                psycopg.sql.Identifier(database[0]), name
+            )
+        )
+        conn.execute(psycopg.sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(name))
+        tables = psycopg.sql.SQL(", ").join(
+            psycopg.sql.Identifier(table.name) for table in metadata.sorted_tables
+        )
+        conn.execute(
+            psycopg.sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}").format(tables, name)
+        )
+
+
 def main() -> None:
-    """`python -m common.db` (`make migrate`, compose's migrate job)."""
+    """`python -m common.db` (`make migrate`, compose's migrate job).
+
+    With DATABASE_APP_ROLE and DATABASE_APP_PASSWORD set, it also makes that role the functions'
+    (grant_app_role); DATABASE_URL is then the owner's, and the functions get the role's URL.
+    """
     settings = Settings.from_env()
+    role = AppRole.from_env()
     target = sa.make_url(settings.database_url).render_as_string()
     try:
         applied = migrate(settings.database_url)
+        if role:
+            grant_app_role(settings.database_url, role.name, role.password)
     except NotUtf8Error as error:
         raise SystemExit(f"migrate: {error}") from None
     except psycopg.OperationalError as error:
         raise SystemExit(f"migrate: cannot reach the database {target}: {error}") from None
     print(f"{applied} migration(s) applied to {target}" if applied else f"{target} is up to date")
+    if role:
+        print(f"role {role.name} may read and write the service's rows, and nothing else")
 
 
 if __name__ == "__main__":

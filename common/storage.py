@@ -8,6 +8,7 @@ the rows that a byte range touches, a chunk at a time, so no request holds a who
 from __future__ import annotations
 
 import hashlib
+import io
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import BinaryIO
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from common.db import record_chunks, records
+from common.db import record_chunks, records, users
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,16 @@ class UnknownCursor(ValueError):
     """The `before` cursor of a listing is not one of the user's records."""
 
 
+class QuotaExceeded(Exception):
+    """Storing the MP3 would take the user's stored bytes past their quota."""
+
+    def __init__(self, used: int, size: int, quota: int) -> None:
+        super().__init__(f"{used} bytes stored + {size} bytes > quota of {quota} bytes")
+        self.used = used
+        self.size = size
+        self.quota = quota
+
+
 class RecordStore:
     def __init__(
         self,
@@ -63,13 +74,30 @@ class RecordStore:
         self._now = now
         self._new_uuid = new_uuid
 
-    def save(self, user_id: uuid.UUID, facts: AudioFacts, mp3: BinaryIO) -> uuid.UUID:
-        """Copy the MP3 into chunk rows in bounded pieces, hashing on the way; one transaction."""
+    def used_bytes(self, user_id: uuid.UUID) -> int:
+        """MP3 bytes the user has stored."""
+        with self._reader.connect() as conn:
+            return _used_bytes(conn, user_id)
+
+    def save(
+        self, user_id: uuid.UUID, facts: AudioFacts, mp3: BinaryIO, quota_bytes: int
+    ) -> uuid.UUID:
+        """Copy the MP3 into chunk rows in bounded pieces, hashing on the way; one transaction.
+
+        The user's row is locked first, so that uploads of one user are counted against the quota
+        one after the other (QuotaExceeded when this one would pass it); other users never wait.
+        """
         record_id = self._new_uuid()
         digest = hashlib.sha256()
-        size = 0
+        mp3.seek(0, io.SEEK_END)
+        size = mp3.tell()
         mp3.seek(0)
         with self._engine.begin() as conn:
+            conn.execute(sa.select(users.c.id).where(users.c.id == user_id).with_for_update())
+            used = _used_bytes(conn, user_id)
+            if used + size > quota_bytes:
+                raise QuotaExceeded(used, size, quota_bytes)
+            size = 0
             seq = 0
             while piece := mp3.read(self._chunk_bytes):
                 digest.update(piece)
@@ -171,6 +199,15 @@ class RecordStore:
                 if piece is None:
                     return
                 yield bytes(piece)
+
+
+def _used_bytes(conn: sa.Connection, user_id: uuid.UUID) -> int:
+    total = conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(records.c.size), 0)).where(
+            records.c.user_id == user_id
+        )
+    ).scalar_one()
+    return int(total)
 
 
 def _record(row: sa.RowMapping) -> Record:

@@ -245,6 +245,11 @@ def write_env_file(path: Path, overrides: Mapping[str, str]) -> None:
     path.chmod(0o600)
 
 
+def new_passwords() -> dict[str, str]:
+    """The two database passwords a new env file needs: the owner's and the functions' role's."""
+    return {name: secrets.token_hex(24) for name in ("POSTGRES_PASSWORD", "POSTGRES_APP_PASSWORD")}
+
+
 def engine_answers() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
 
@@ -268,8 +273,8 @@ def up(env_file: Path) -> None:
         ports = {
             key: os.environ[key] for key in ("GATEWAY_PORT", "POSTGRES_PORT") if key in os.environ
         }
-        write_env_file(env_file, {"POSTGRES_PASSWORD": secrets.token_hex(24), **ports})
-        print(f"wrote {env_file} from .env.example with a random POSTGRES_PASSWORD", flush=True)
+        write_env_file(env_file, {**new_passwords(), **ports})
+        print(f"wrote {env_file} from .env.example with random passwords", flush=True)
     compose = Compose(env_file=env_file)
     compose.up("--build")
     port = os.environ.get("GATEWAY_PORT") or read_env_file(env_file).get("GATEWAY_PORT") or "8080"
@@ -279,7 +284,7 @@ def up(env_file: Path) -> None:
 def down(env_file: Path, volumes: bool = False) -> None:
     if engine_answers():
         # Without .env, compose still needs a value for the required password to read its file.
-        environ = {} if env_file.exists() else {"POSTGRES_PASSWORD": "unused-by-down"}
+        environ = {} if env_file.exists() else dict.fromkeys(new_passwords(), "unused-by-down")
         compose = Compose(env_file=env_file if env_file.exists() else None, environ=environ)
         compose.run("down", "--remove-orphans", *(["--volumes"] if volumes else []))
     stop_engine()
@@ -292,7 +297,7 @@ def test_stack(work: Path) -> Iterator[ComposeStack]:
     write_env_file(
         env_file,
         {
-            "POSTGRES_PASSWORD": secrets.token_hex(24),
+            **new_passwords(),
             "GATEWAY_PORT": str(free_port()),
             "POSTGRES_PORT": str(free_port()),
             **TEST_SETTINGS,

@@ -69,6 +69,23 @@ def test_list_is_newest_first_with_the_facts(
     assert datetime.fromisoformat(entry["created_at"].replace("Z", "+00:00")).tzinfo is not None
 
 
+def test_the_listing_shows_the_quota_and_what_is_used(
+    add_record_client: TestClient,
+    get_record_client: TestClient,
+    user: dict[str, str],
+    settings: Any,
+) -> None:
+    empty = listing(get_record_client, user)
+    assert (empty.json["quota"], empty.json["used"]) == (settings.user_quota_bytes, 0)
+    upload(add_record_client, user, "one.wav")
+    upload(add_record_client, user, "two.wav")
+    result = listing(get_record_client, user, limit="1")
+    assert result.json["used"] == sum(
+        entry["size"] for entry in listing(get_record_client, user).json["records"]
+    )
+    assert result.json["used"] > 0
+
+
 def test_pages_follow_the_cursor(
     add_record_client: TestClient, get_record_client: TestClient, user: dict[str, str]
 ) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
@@ -12,10 +14,11 @@ from sqlalchemy.engine import Engine
 
 from common.accounts import Accounts, NameTaken
 from common.db import create_engine, record_chunks, records, utc_now
-from common.storage import AudioFacts, RecordStore
+from common.storage import AudioFacts, QuotaExceeded, RecordStore
 
 CHUNK = 256 * 1024
 FACTS = AudioFacts(name="a.wav", channels=2, sample_rate=44100, duration_ms=1000)
+QUOTA = 1 << 30
 
 
 @pytest.fixture
@@ -60,7 +63,7 @@ def rows(db: Engine, record_id: uuid.UUID) -> tuple[int, int]:
 def test_save_and_read_back_any_range(db: Engine, owner: uuid.UUID) -> None:
     data = bytes(range(256)) * 5000
     store = RecordStore(db, CHUNK, utc_now)
-    record_id = store.save(owner, FACTS, io.BytesIO(data))
+    record_id = store.save(owner, FACTS, io.BytesIO(data), QUOTA)
     record = store.find(record_id, owner)
     assert record is not None
     assert (record.size, record.chunk_bytes) == (len(data), CHUNK)
@@ -78,14 +81,14 @@ def test_a_failed_copy_leaves_nothing_behind(db: Engine, owner: uuid.UUID) -> No
     fixed = uuid.uuid4()
     store = RecordStore(db, CHUNK, utc_now, new_uuid=lambda: fixed)
     with pytest.raises(OSError, match="disk gone"):
-        store.save(owner, FACTS, FailingAfter(bytes(4 * CHUNK), fail_at=2 * CHUNK))
+        store.save(owner, FACTS, FailingAfter(bytes(4 * CHUNK), fail_at=2 * CHUNK), QUOTA)
     assert rows(db, fixed) == (0, 0)
     assert store.find(fixed, owner) is None
 
 
 def test_another_owner_finds_nothing(db: Engine, owner: uuid.UUID) -> None:
     store = RecordStore(db, CHUNK, utc_now)
-    record_id = store.save(owner, FACTS, io.BytesIO(b"x" * 10))
+    record_id = store.save(owner, FACTS, io.BytesIO(b"x" * 10), QUOTA)
     assert store.find(record_id, uuid.uuid4()) is None
 
 
@@ -104,3 +107,41 @@ def test_names_are_unique(db: Engine) -> None:
     accounts.create(name)
     with pytest.raises(NameTaken):
         accounts.create(name)
+
+
+def test_the_quota_counts_what_is_stored_and_refuses_what_would_pass_it(
+    db: Engine, owner: uuid.UUID
+) -> None:
+    store = RecordStore(db, CHUNK, utc_now)
+    store.save(owner, FACTS, io.BytesIO(bytes(600)), quota_bytes=1000)
+    assert store.used_bytes(owner) == 600
+    store.save(owner, FACTS, io.BytesIO(bytes(400)), quota_bytes=1000)  # exactly at the quota
+    with pytest.raises(QuotaExceeded) as refused:
+        store.save(owner, FACTS, io.BytesIO(bytes(1)), quota_bytes=1000)
+    assert (refused.value.used, refused.value.size, refused.value.quota) == (1000, 1, 1000)
+    assert store.used_bytes(owner) == 1000
+    assert store.used_bytes(uuid.uuid4()) == 0
+
+
+def test_concurrent_saves_of_one_user_never_pass_the_quota(database_url: str) -> None:
+    """Ten saves of 300 bytes at once against a quota of 1000: three fit, seven are refused."""
+    engine = create_engine(database_url, pool_size=10)
+    try:
+        owner = Accounts(engine, utc_now).create(f"race-{uuid.uuid4()}").id
+        store = RecordStore(engine, CHUNK, utc_now)
+        barrier = threading.Barrier(10)
+
+        def save() -> bool:
+            barrier.wait()
+            try:
+                store.save(owner, FACTS, io.BytesIO(bytes(300)), quota_bytes=1000)
+            except QuotaExceeded:
+                return False
+            return True
+
+        with ThreadPoolExecutor(10) as pool:
+            outcomes = list(pool.map(lambda _: save(), range(10)))
+        assert outcomes.count(True) == 3
+        assert store.used_bytes(owner) == 900
+    finally:
+        engine.dispose()

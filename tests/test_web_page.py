@@ -291,6 +291,8 @@ def test_delete_removes_the_record(page: Page, stack: Gateway, tmp_path: Path) -
     url = record.locator("audio").get_attribute("src")
     assert url is not None
     assert requests.get(url, timeout=10).status_code == 200
+    both = page.locator("#usage").inner_text()
+    assert re.fullmatch(r"\d+ KB of \d+\.\d GB used", both), both
 
     page.once("dialog", lambda dialog: dialog.dismiss())
     record.get_by_role("button", name="Delete").click()
@@ -301,6 +303,7 @@ def test_delete_removes_the_record(page: Page, stack: Gateway, tmp_path: Path) -
     expect(record).to_have_count(0)
     expect(page.get_by_role("status")).to_contain_text("Deleted")
     expect(record_item(page, "keep me.wav")).to_be_visible()
+    expect(page.locator("#usage")).not_to_have_text(both)
     assert requests.get(url, timeout=10).status_code == 404
     page.reload()
     expect(record_item(page, "keep me.wav")).to_be_visible()

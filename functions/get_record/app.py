@@ -91,7 +91,13 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FunctionApp:
     store = RecordStore(engine, settings.chunk_bytes, now=utc_now)
     app.add_route("/record", RecordFile(store))
     app.add_route(
-        "/records", RecordList(Accounts(engine, now=utc_now), store, settings.public_base_url)
+        "/records",
+        RecordList(
+            Accounts(engine, now=utc_now),
+            store,
+            settings.public_base_url,
+            settings.user_quota_bytes,
+        ),
     )
     return app
 

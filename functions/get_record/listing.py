@@ -26,10 +26,13 @@ MAX_LIMIT = 200
 
 
 class RecordList:
-    def __init__(self, accounts: Accounts, store: RecordStore, public_base_url: str | None) -> None:
+    def __init__(
+        self, accounts: Accounts, store: RecordStore, public_base_url: str | None, quota_bytes: int
+    ) -> None:
         self._accounts = accounts
         self._store = store
         self._public_base_url = public_base_url
+        self._quota_bytes = quota_bytes
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         user_id = req.context.user_id = uuid_param(req, "user")
@@ -47,6 +50,8 @@ class RecordList:
         resp.media = {
             "records": [_entry(record, base) for record in page],
             "next": None if next_cursor is None else str(next_cursor),
+            "quota": self._quota_bytes,
+            "used": self._store.used_bytes(user_id),
         }
 
     on_head = on_get

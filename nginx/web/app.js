@@ -197,7 +197,8 @@ function formatDuration(ms) {
 function formatSize(bytes) {
   if (bytes < 1024) return `${bytes} bytes`;
   if (bytes < 1024 * 1024) return `${Math.round(bytes / 1024)} KB`;
-  return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+  if (bytes < 1024 * 1024 * 1024) return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+  return `${(bytes / (1024 * 1024 * 1024)).toFixed(1)} GB`;
 }
 
 function formatDate(iso) {
@@ -222,7 +223,7 @@ function recordItem(record) {
   part(".record-copy").addEventListener("click", () => copyLink(record.url));
   part(".record-delete").setAttribute("aria-label", `Delete ${name}`);
   part(".record-delete").addEventListener("click", (event) =>
-    removeRecord(record.id, name, item, event.currentTarget),
+    removeRecord(record, name, item, event.currentTarget),
   );
   return item;
 }
@@ -232,7 +233,16 @@ function showRecords(page, { append }) {
   if (append) $("records").append(...items);
   else $("records").replaceChildren(...items);
   $("load-more").hidden = page.next === null;
+  usage = { used: page.used, quota: page.quota };
+  showUsage();
   showIfEmpty();
+}
+
+// Stored MP3 bytes against the user's quota, as the last listing said (less what was deleted since).
+let usage = { used: 0, quota: 0 };
+
+function showUsage() {
+  $("usage").textContent = `${formatSize(usage.used)} of ${formatSize(usage.quota)} used`;
 }
 
 function showIfEmpty() {
@@ -270,11 +280,13 @@ async function copyLink(url) {
   }
 }
 
-async function removeRecord(id, name, item, button) {
+async function removeRecord(record, name, item, button) {
   if (!window.confirm(`Delete “${name}”? Its MP3 is removed for good.`)) return;
   try {
-    await whileBusy(button, () => deleteRecord(account, id));
+    await whileBusy(button, () => deleteRecord(account, record.id));
     item.remove();
+    usage.used -= record.size;
+    showUsage();
     showIfEmpty();
     say(`Deleted “${name}”.`);
   } catch (error) {

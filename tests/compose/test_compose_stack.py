@@ -75,6 +75,24 @@ def test_functions_run_as_non_root(stack: ComposeStack) -> None:
             assert uid != "0", f"{service} runs a process as root: {line}"
 
 
+def test_functions_connect_as_a_role_that_only_reads_and_writes_rows(stack: ComposeStack) -> None:
+    user = new_user(stack)
+    stored(stack, user)
+    over_tcp = psql(
+        stack,
+        "SELECT DISTINCT usename FROM pg_stat_activity "
+        "WHERE client_addr IS NOT NULL AND datname = 'audio'",
+    )
+    assert over_tcp.split() == ["audio_app"], f"the functions connect as {over_tcp.split()}"
+    role = psql(
+        stack,
+        "SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = 'audio_app'",
+    )
+    assert role == "f|f|f"
+    owns = psql(stack, "SELECT count(*) FROM pg_tables WHERE tableowner = 'audio_app'")
+    assert owns == "0"
+
+
 def test_only_the_gateway_is_published(stack: ComposeStack) -> None:
     for service in LONG_RUNNING:
         ports = inspect(stack, service)["NetworkSettings"]["Ports"] or {}
@@ -100,8 +118,9 @@ def test_migrate_is_idempotent(stack: ComposeStack) -> None:
     first = stack.compose.logs("migrate")
     assert "migration(s) applied" in first, first
     stack.compose.up()
-    last = stack.compose.logs("migrate").strip().splitlines()[-1]
-    assert last.endswith("is up to date"), f"the second run of migrate said: {last}"
+    second = stack.compose.logs("migrate").strip().splitlines()[-2:]
+    assert second[0].endswith("is up to date"), f"the second run of migrate said: {second}"
+    assert second[1].endswith("audio_app may read and write the service's rows, and nothing else")
 
 
 def test_migrate_refuses_a_database_not_in_utf8(stack: ComposeStack) -> None:
