@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 KIB = 1024
@@ -25,6 +25,7 @@ DEFAULT_SQLITE_PATH = Path("var") / "audio.sqlite3"
 
 _BITRATE = re.compile(r"^(32|40|48|56|64|80|96|112|128|160|192|224|256|320)k$")
 
+T = TypeVar("T")
 Reader = Literal["functions", "migrate", "gunicorn", "gateway", "compose"]
 
 
@@ -170,16 +171,16 @@ def _text(env: Mapping[str, str], name: str) -> str:
 
 
 def _int(env: Mapping[str, str], name: str) -> int:
-    raw = _text(env, name)
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
+    return _parsed(env, name, int, "an integer")
 
 
 def _float(env: Mapping[str, str], name: str) -> float:
+    return _parsed(env, name, float, "a number")
+
+
+def _parsed(env: Mapping[str, str], name: str, parse: Callable[[str], T], what: str) -> T:
     raw = _text(env, name)
     try:
-        return float(raw)
+        return parse(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+        raise ConfigError(f"{name} must be {what}, not {raw!r}") from None
