@@ -3,7 +3,12 @@
 The MP3 goes to a seekable file, never a pipe: only then can the muxer go back and fill in the
 Xing/LAME header that carries the exact length (frames, encoder delay and padding). stderr goes to
 a file (no pipe to fill up), stdin is the only pipe, and the process is killed and reaped on every
-path out, a watchdog killing it at the deadline.
+path out, a watchdog killing it at the deadline. ffmpeg itself stops a little past MAX_DURATION_S
+of decoded audio, whatever the WAV's header claims, and runs with an environment of its own.
+
+Who is at fault decides the error: ffmpeg refusing the input is the WAV's (ConversionError, 422);
+ffmpeg stopped from outside, short of memory or disk, or past its deadline is not (ConverterFault,
+503).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import math
+import os
+import re
 import resource
 import subprocess
 import tempfile
@@ -26,25 +33,47 @@ from common.mp3 import Mp3Info, NotMp3, read_info
 from common.wav import STREAMING_SIZES, WavFormat
 
 MP3_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+DURATION_MARGIN_S = 1.0
+"""How far past MAX_DURATION_S ffmpeg decodes before it stops: audio within the limit is never
+cut, and longer audio is known too long (by the MP3's exact length) after the limit's work only."""
 _STDERR_TAIL = 300
 _F_SETPIPE_SZ = 1031
 _PIPE_BYTES = 1 << 20
+_LOG = ["-loglevel", "level+info", "-nostats"]
+"""Errors tagged as such, and the info line that is the only sure sign of a signal ffmpeg handles
+(SIGTERM, SIGINT, SIGXCPU): its exit status then says 1 as often as 255."""
+_SIGNALLED = re.compile(r"received signal|received > 3 system signals", re.IGNORECASE)
+_ERROR_TAG = re.compile(r"\[(?:error|fatal|panic)\] ")
+_SHORT_OF_RESOURCES = (
+    "Cannot allocate memory",
+    "Error allocating",
+    "No space left on device",
+    "Disk quota exceeded",
+    "error while loading shared libraries",
+)
+"""ffmpeg's words (in the C locale) for running out of memory or disk, not for a bad input."""
+_TRY_AGAIN = "; nothing was stored, try again later"
 
 
 class ConversionError(Exception):
-    """ffmpeg could not turn the input into an MP3 (422): `reason` is short and safe to show."""
+    """ffmpeg could not turn the input into an MP3: the WAV is at fault (422). `reason` is short
+    and safe to show."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
 
 
-class ConversionTimeout(ConversionError):
-    """The conversion outlasted FFMPEG_TIMEOUT_S; ffmpeg was killed (422)."""
+class ConverterFault(Exception):
+    """The conversion failed for a reason that is not the input's (503 with Retry-After)."""
 
 
-class ConverterUnavailable(Exception):
-    """The ffmpeg binary cannot be run at all: a deployment fault, not the client's (503)."""
+class ConversionTimeout(ConverterFault):
+    """The conversion outlasted FFMPEG_TIMEOUT_S; ffmpeg was killed."""
+
+
+class ConverterUnavailable(ConverterFault):
+    """The ffmpeg binary cannot be run at all: a deployment fault."""
 
 
 @dataclass(frozen=True)
@@ -94,14 +123,14 @@ def command(
     The benchmark runs the same line on a file as the bare-ffmpeg reference.
     """
     protocol = source.split(":", 1)[0]
-    args = [options.ffmpeg_path, "-nostdin", "-hide_banner", "-loglevel", "error"]
+    args = [options.ffmpeg_path, "-nostdin", "-hide_banner", *_LOG]
     args += ["-protocol_whitelist", protocol, "-f", "wav"]
     if wav.declared_data_bytes in STREAMING_SIZES:
         args += ["-ignore_length", "1"]  # a WAV written while streaming: read to the end
     args += ["-i", source, "-map", "0:a:0", "-map_metadata", "-1"]
     args += ["-c:a", "libmp3lame", "-b:a", options.bitrate, "-write_xing", "1"]
     args += ["-ar", str(mp3_sample_rate(wav.sample_rate)), "-ac", str(mp3_channels(wav.channels))]
-    args += ["-id3v2_version", "3"]
+    args += ["-t", f"{options.max_duration_s + DURATION_MARGIN_S:.3f}", "-id3v2_version", "3"]
     if title:
         args += ["-metadata", f"title={title}"]
     args += ["-protocol_whitelist", "file", "-f", "mp3", "-y", f"file:{target}"]
@@ -127,6 +156,7 @@ class Encoder:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=self._stderr,
+                env=_environment(),
             )
         except FileNotFoundError:
             self._stderr.close()
@@ -150,11 +180,17 @@ class Encoder:
     def pid(self) -> int:
         return self._process.pid
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> bool:
+        """Feed ffmpeg `data`; False when ffmpeg has ended well without taking it (it decoded
+        as much as the duration limit lets it, or all the audio the header declares)."""
         try:
             self._stdin.write(data)
         except (BrokenPipeError, ValueError):
-            raise self._failure() from None
+            failure = self._failure(self._process.wait())
+            if failure is not None:
+                raise failure from None
+            return False
+        return True
 
     def finish(self) -> Mp3Info:
         """Close ffmpeg's input, wait for it, and check what it wrote."""
@@ -162,9 +198,9 @@ class Encoder:
             self._stdin.close()
         # A plain blocking wait: the watchdog enforces the deadline, and wait(timeout) would poll
         # with sleeps of up to 50 ms, a third of the time a one-second file takes to convert.
-        returncode = self._process.wait()
-        if returncode != 0 or self._timed_out.is_set():
-            raise self._failure()
+        failure = self._failure(self._process.wait())
+        if failure is not None:
+            raise failure
         try:
             with self._target.open("rb") as mp3:
                 info = read_info(mp3)
@@ -193,16 +229,34 @@ class Encoder:
         if self._process.poll() is None:
             self._process.kill()
 
-    def _failure(self) -> ConversionError:
+    def _failure(self, returncode: int) -> ConversionError | ConverterFault | None:
+        """What went wrong, judging by how ffmpeg ended, or None when nothing did."""
         if self._timed_out.is_set():
             return ConversionTimeout(
                 f"the conversion took longer than {self._timeout_s:g} s and was stopped"
+                + _TRY_AGAIN
             )
-        returncode = self._process.wait()
         if returncode < 0:
-            return ConversionError(f"the converter was stopped by signal {-returncode}")
+            return ConverterFault(f"the converter was stopped by signal {-returncode}" + _TRY_AGAIN)
         self._stderr.seek(0)
         text = self._stderr.read().decode("utf-8", "replace")
         lines = [line.strip() for line in text.splitlines() if line.strip()]
-        detail = lines[-1] if lines else f"ffmpeg exited with status {returncode}"
+        if any(_SIGNALLED.search(line) for line in lines):
+            return ConverterFault("the converter was stopped by a signal" + _TRY_AGAIN)
+        for line in lines:
+            if any(words in line for words in _SHORT_OF_RESOURCES):
+                return ConverterFault(
+                    f"the converter ran short of memory or disk ({line[-_STDERR_TAIL:]})"
+                    + _TRY_AGAIN
+                )
+        if returncode == 0:
+            return None
+        errors = [_ERROR_TAG.sub("", line) for line in lines if _ERROR_TAG.search(line)]
+        detail = errors[-1] if errors else f"ffmpeg exited with status {returncode}"
         return ConversionError("the audio could not be decoded: " + detail[-_STDERR_TAIL:])
+
+
+def _environment() -> dict[str, str]:
+    """ffmpeg's whole environment: where programs are, and the C locale (its messages in the
+    words `_SHORT_OF_RESOURCES` knows). Nothing else of the worker's: no DATABASE_URL, no secret."""
+    return {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C"}

@@ -27,17 +27,19 @@ def transcode(
     stream: Readable, target: Path, options: EncoderOptions, title: str | None = None
 ) -> Transcoded:
     """Convert the WAV read from `stream` into the MP3 file `target`, never holding it whole."""
-    wav, prefix = read_header(stream)
-    total = len(prefix)
+    wav, piece = read_header(stream)
+    total = 0
     with Encoder(wav, target, options, title) as encoder:
-        encoder.write(prefix)
-        while piece := stream.read(PIECE):
+        while piece:
             total += len(piece)
-            # Stop as soon as the audio sent is longer than allowed (an estimate from the
-            # header's rates; the MP3's exact length is checked again at the end).
-            if wav.seconds(_audio_bytes(wav, total)) > options.max_duration_s:
+            # Uncompressed audio longer than allowed is known from its bytes: stop at once. For
+            # the rest, ffmpeg stops itself just past the limit; the MP3's length then decides.
+            seconds = wav.seconds(_audio_bytes(wav, total))
+            if seconds is not None and seconds > options.max_duration_s:
                 raise _too_long(options)
-            encoder.write(piece)
+            if not encoder.write(piece):
+                break
+            piece = stream.read(PIECE)
         data_bytes = _audio_bytes(wav, total)
         if data_bytes < wav.block_align:
             raise BadWav("the WAV contains no audio samples")

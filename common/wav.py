@@ -3,7 +3,9 @@
 Python's `wave` module knows only PCM, so the chunks are walked here, reading forward only (the
 upload is not seekable: it goes on to ffmpeg as it arrives). The header's sizes are not trusted: a
 WAV written while streaming says 0 or 0xFFFFFFFF, a truncated one claims more than it has; the
-audio actually present is what counts, and it is counted as it passes.
+audio actually present is what counts, and it is counted as it passes. Nor are its rates: only
+uncompressed audio has a length that follows from its bytes; for the rest, ffmpeg's count decides.
+Only the first `fmt ` chunk counts, as for ffmpeg: a WAV with two is refused.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Protocol
 WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 _UNCOMPRESSED = frozenset({0x0001, 0x0003, 0x0006, 0x0007})
 """PCM, IEEE float, A-law, mu-law: a block per frame, whatever the header's byte rate says."""
+MIN_SAMPLE_RATE = 1000
+"""Below this no real recording is made; above it, a few bytes cannot claim hours of audio."""
 STREAMING_SIZES = (0, 0xFFFFFFFF)
 """Data sizes a WAV written while streaming carries: the length was not known yet."""
 MAX_HEADER_BYTES = 8 << 20
@@ -48,11 +52,13 @@ class WavFormat:
     bits_per_sample: int
     data_offset: int
     declared_data_bytes: int
-    byte_rate: int
 
-    def seconds(self, data_bytes: int) -> float:
-        """How long `data_bytes` of this audio play (from the header's rates: an estimate)."""
-        return data_bytes / self.byte_rate
+    def seconds(self, data_bytes: int) -> float | None:
+        """How long `data_bytes` of uncompressed audio play (a block per frame); None for a
+        compressed codec, whose header's byte rate is never trusted."""
+        if self.format_tag not in _UNCOMPRESSED:
+            return None
+        return data_bytes / (self.block_align * self.sample_rate)
 
 
 def sniff(head: bytes) -> None:
@@ -112,6 +118,8 @@ def read_header(stream: Readable) -> tuple[WavFormat, bytes]:
                 raise BadWav("the WAV header is truncated")
             raise BadWav("the WAV has no fmt chunk" if fmt is None else "the WAV has no data chunk")
         if chunk_id == b"fmt ":
+            if fmt is not None:
+                raise BadWav("the WAV has more than one fmt chunk")
             fmt = bytes(prefix.data[body : body + size])
         elif chunk_id == b"ds64" and size >= 16:
             ds64_data_size = struct.unpack_from("<Q", prefix.data, body + 8)[0]
@@ -121,19 +129,17 @@ def read_header(stream: Readable) -> tuple[WavFormat, bytes]:
 def _format(container: str, fmt: bytes, data_offset: int, declared: int) -> WavFormat:
     if len(fmt) < 16:
         raise BadWav("the WAV's fmt chunk is truncated")
-    format_tag, channels, sample_rate, byte_rate, block_align, bits = struct.unpack_from(
-        "<HHIIHH", fmt
-    )
+    format_tag, channels, sample_rate, _, block_align, bits = struct.unpack_from("<HHIIHH", fmt)
     if format_tag == WAVE_FORMAT_EXTENSIBLE and len(fmt) >= 26:
         format_tag = struct.unpack_from("<H", fmt, 24)[0]
     if channels == 0:
         raise BadWav("the WAV declares zero channels")
-    if sample_rate == 0:
-        raise BadWav("the WAV declares a sample rate of zero")
+    if sample_rate < MIN_SAMPLE_RATE:
+        raise BadWav(
+            f"the WAV declares a sample rate of {sample_rate} Hz, under {MIN_SAMPLE_RATE} Hz"
+        )
     if block_align == 0:
         raise BadWav("the WAV declares a block size of zero")
-    if format_tag in _UNCOMPRESSED or byte_rate == 0:
-        byte_rate = block_align * sample_rate
     return WavFormat(
         container=container,
         format_tag=format_tag,
@@ -143,5 +149,4 @@ def _format(container: str, fmt: bytes, data_offset: int, declared: int) -> WavF
         bits_per_sample=bits,
         data_offset=data_offset,
         declared_data_bytes=declared,
-        byte_rate=byte_rate,
     )

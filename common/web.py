@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from common.accounts import Accounts
-from common.ffmpeg import ConversionError, ConversionTimeout, ConverterUnavailable
+from common.ffmpeg import ConversionError, ConverterFault
 from common.observability import RequestTelemetry, add_operations_routes
 from common.transcode import TooLong
 from common.wav import BadWav, EmptyWav, NotWav
@@ -25,6 +25,8 @@ _HOST = re.compile(
 )
 _BEARER = re.compile(r"^\s*bearer\s+(\S+)\s*$", re.IGNORECASE)
 FunctionApp: TypeAlias = "falcon.App[falcon.Request, falcon.Response]"
+CONVERTER_RETRY_AFTER_S = 30
+"""Retry-After of a conversion that failed through no fault of the upload (a 503)."""
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -48,12 +50,12 @@ def unauthorized(description: str = "the user or the token is wrong") -> falcon.
 
 
 def _raise(
-    status: Callable[..., falcon.HTTPError], title: str
+    status: Callable[..., falcon.HTTPError], title: str, **options: Any
 ) -> Callable[[falcon.Request, falcon.Response, Exception, dict[str, Any]], None]:
     def handler(
         req: falcon.Request, resp: falcon.Response, error: Exception, params: dict[str, Any]
     ) -> None:
-        raise status(title=title, description=str(error))
+        raise status(title=title, description=str(error), **options)
 
     return handler
 
@@ -88,12 +90,14 @@ def create_base_app(function: str, engine: Engine) -> FunctionApp:
     app.add_error_handler(
         ConversionError, _raise(falcon.HTTPUnprocessableEntity, "Undecodable WAV")
     )
-    app.add_error_handler(
-        ConversionTimeout, _raise(falcon.HTTPUnprocessableEntity, "Conversion too long")
-    )
     app.add_error_handler(TooLong, _raise(falcon.HTTPUnprocessableEntity, "Audio too long"))
     app.add_error_handler(
-        ConverterUnavailable, _raise(falcon.HTTPServiceUnavailable, "Converter unavailable")
+        ConverterFault,
+        _raise(
+            falcon.HTTPServiceUnavailable,
+            "Converter unavailable",
+            retry_after=CONVERTER_RETRY_AFTER_S,
+        ),
     )
     for error in (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError):
         app.add_error_handler(error, _database_unavailable)
@@ -134,14 +138,28 @@ def parse_uuid(raw: str) -> uuid.UUID | None:
 
 def authenticate(accounts: Accounts, user_id: uuid.UUID, token: str | None) -> None:
     """401 unless `token` (as sent: a token that is not a UUID is simply wrong) is the user's."""
-    parsed = parse_uuid(token.strip()) if token else None
+    parsed = parse_uuid(token) if token else None
     if not accounts.authenticate(user_id, parsed):
         raise unauthorized()
 
 
-def request_token(req: falcon.Request) -> str | None:
-    """The token of a request: `Authorization: Bearer <token>`, else the `token` parameter."""
-    return bearer_token(req) or single_param(req, "token")
+def request_token(req: falcon.Request, form_field: str | None = None) -> str | None:
+    """The token of a request, whichever way it came: `Authorization: Bearer <token>`, the
+    `token` query parameter, or the `token` form field (`form_field`, as sent).
+
+    A client sends the token one way (RFC 6750 §2): two ways carrying different tokens are a
+    400 invalid_request; the same token twice is served.
+    """
+    sent = [bearer_token(req), single_param(req, "token"), form_field]
+    tokens = {token.strip() for token in sent if token and token.strip()}
+    if len({token.lower() for token in tokens}) > 1:
+        raise falcon.HTTPBadRequest(
+            title="Invalid request",
+            description="invalid_request: the token came more than one way (Authorization: "
+            "Bearer, token parameter, token field) with different values; send it one way only",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_request"'},
+        )
+    return min(tokens, default=None)
 
 
 def record_url(base: str, record_id: uuid.UUID, user_id: uuid.UUID) -> str:
@@ -149,7 +167,8 @@ def record_url(base: str, record_id: uuid.UUID, user_id: uuid.UUID) -> str:
 
 
 def bearer_token(req: falcon.Request) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header, if there is one."""
+    """The token of an `Authorization: Bearer <token>` header, if there is one (the part of
+    `request_token` that tells whether the token came as the header)."""
     header = req.get_header("Authorization")
     if header is None:
         return None

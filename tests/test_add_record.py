@@ -104,23 +104,92 @@ def test_raw_upload_with_token_parameter(
     assert result.status_code == 201
 
 
-def test_multipart_with_bearer_and_file_before_fields(
-    add_record_client: TestClient, user: dict[str, str]
-) -> None:
-    body, content_type = multipart({}, [("file", "a.wav", WAV)])
-    body = body.replace(b"--\r\n", b"\r\n", 1)
-    boundary = content_type.split("=")[1]
-    body = body[: body.rindex(f"--{boundary}".encode())]
-    body += (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="user"\r\n\r\n'
-        f"{user['id']}\r\n--{boundary}--\r\n"
-    ).encode()
-    result = add_record_client.simulate_post(
+def post_file_first(
+    client: TestClient, fields: dict[str, str], wav: bytes = WAV, **headers: str
+) -> tuple[Any, io.BytesIO]:
+    """A multipart upload whose file part comes before `fields`, and its body as read."""
+    body, content_type = multipart(fields, [("file", "a.wav", wav)], files_first=True)
+    stream = io.BytesIO(body)
+    result = client.simulate_post(
         "/record",
-        body=body,
-        headers={"Content-Type": content_type, "Authorization": f"Bearer {user['token']}"},
+        headers={"Content-Type": content_type, "Content-Length": str(len(body)), **headers},
+        extras={"wsgi.input": stream},
     )
+    return result, stream
+
+
+@pytest.mark.parametrize("token_field", [False, True])
+def test_multipart_with_bearer_and_file_before_fields(
+    add_record_client: TestClient, user: dict[str, str], token_field: bool
+) -> None:
+    fields = {"user": user["id"], **({"token": user["token"]} if token_field else {})}
+    result, _ = post_file_first(add_record_client, fields, Authorization=f"Bearer {user['token']}")
     assert result.status_code == 201, result.text
+
+
+def test_file_before_fields_without_bearer_is_400_before_the_file_is_read(
+    add_record_client: TestClient, user: dict[str, str], engine: Engine, spool_dir: Path
+) -> None:
+    before = count_records(engine)
+    wav = pcm16(30.0)
+    result, body = post_file_first(
+        add_record_client, {"user": user["id"], "token": user["token"]}, wav
+    )
+    assert result.status_code == 400, result.text
+    assert result.json["title"] == "Credentials after file"
+    assert "send user and token first" in result.json["description"]
+    assert "Authorization: Bearer" in result.json["description"]
+    assert body.tell() < len(wav) // 4
+    assert count_records(engine) == before
+    assert list(spool_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "fields", [{"user": "U"}, {}, {"token": "T"}, {"token": "T", "user": "U"}], ids=str
+)
+def test_file_before_fields_is_400_without_the_header(
+    add_record_client: TestClient,
+    user: dict[str, str],
+    engine: Engine,
+    spool_dir: Path,
+    fields: dict[str, str],
+) -> None:
+    before = count_records(engine)
+    values = {k: v.replace("U", user["id"]).replace("T", user["token"]) for k, v in fields.items()}
+    result, _ = post_file_first(add_record_client, values)
+    assert result.status_code == 400, result.text
+    assert result.json["title"] == "Credentials after file"
+    assert count_records(engine) == before
+    assert list(spool_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("token", [str(uuid.uuid4()), "not-a-uuid"])
+def test_file_before_fields_with_a_wrong_bearer_is_401_and_leaves_nothing(
+    add_record_client: TestClient,
+    user: dict[str, str],
+    engine: Engine,
+    spool_dir: Path,
+    token: str,
+) -> None:
+    before = count_records(engine)
+    result, _ = post_file_first(
+        add_record_client, {"user": user["id"]}, Authorization=f"Bearer {token}"
+    )
+    assert result.status_code == 401, result.text
+    assert result.headers["www-authenticate"] == "Bearer"
+    assert count_records(engine) == before
+    assert list(spool_dir.iterdir()) == []
+
+
+def test_file_before_fields_with_bearer_and_no_user_is_400(
+    add_record_client: TestClient, user: dict[str, str], engine: Engine, spool_dir: Path
+) -> None:
+    before = count_records(engine)
+    result, _ = post_file_first(add_record_client, {}, Authorization=f"Bearer {user['token']}")
+    assert result.status_code == 400, result.text
+    assert result.json["description"] == "user is required"
+    assert count_records(engine) == before
+    assert list(spool_dir.iterdir()) == []
 
 
 def test_public_base_url_wins(settings: Any, engine: Engine, user: dict[str, str]) -> None:
@@ -292,4 +361,28 @@ def test_a_chunked_body_over_the_limit_is_413_while_streaming(
     assert result.status_code == 413
     assert result.json["description"] == f"the WAV may be at most {1 << 20} bytes"
     assert body.tell() < 3 << 20
+    assert list(spool_dir.iterdir()) == []
+
+
+def test_a_conversion_past_its_deadline_is_503_with_retry_after(
+    settings: Any, engine: Engine, user: dict[str, str], spool_dir: Path
+) -> None:
+    client = TestClient(create_app(replace(settings, ffmpeg_timeout_s=0.05), engine))
+    before = count_records(engine)
+    result = post_raw(client, {"user": user["id"], "token": user["token"]}, pcm16(30.0, 48000, 2))
+    assert result.status_code == 503, result.text
+    assert result.headers["retry-after"] == "30"
+    assert result.json["title"] == "Converter unavailable"
+    assert "longer than 0.05 s" in result.json["description"]
+    assert count_records(engine) == before
+    assert list(spool_dir.iterdir()) == []
+
+
+def test_no_converter_is_503_with_retry_after(
+    settings: Any, engine: Engine, user: dict[str, str], spool_dir: Path
+) -> None:
+    client = TestClient(create_app(replace(settings, ffmpeg_path="/nonexistent/ffmpeg"), engine))
+    result = post_raw(client, {"user": user["id"], "token": user["token"]}, WAV)
+    assert result.status_code == 503, result.text
+    assert result.headers["retry-after"] == "30"
     assert list(spool_dir.iterdir()) == []

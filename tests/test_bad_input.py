@@ -20,7 +20,7 @@ from common.db import record_chunks, records
 from functions.add_record.app import create_app
 from tests.audio import tone
 from tests.forms import multipart
-from tests.wavs import fmt_chunk, pcm16, riff
+from tests.wavs import fmt_chunk, ima_adpcm, pcm8, pcm16, riff, two_fmt_chunks
 
 WAV = pcm16(0.5, 8000, 1)
 BODIES = [
@@ -229,3 +229,48 @@ def test_names_of_any_origin_never_reach_a_header_raw(
     assert "set-cookie" not in {key.lower() for key in download.headers}
     assert disposition.startswith('attachment; filename="evilSet-Cookie: x=1; _quoted_.mp3"')
     assert uuid.UUID(created.json["id"])
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "reason"),
+    [
+        ("two-fmt-chunks", two_fmt_chunks(), "the WAV has more than one fmt chunk"),
+        ("1-hz", pcm8(1, 60), "the WAV declares a sample rate of 1 Hz, under 1000 Hz"),
+    ],
+)
+def test_headers_that_lie_about_the_work_are_422(
+    add_record_client: TestClient,
+    user: dict[str, str],
+    engine: Engine,
+    spool_dir: Path,
+    case: str,
+    body: bytes,
+    reason: str,
+) -> None:
+    before = stored(engine)
+    result = add_record_client.simulate_post(
+        "/record",
+        params={"user": user["id"], "name": f"{case}.wav"},
+        body=body,
+        headers={"Content-Type": "audio/wav", "Authorization": f"Bearer {user['token']}"},
+    )
+    assert_refused(result, 422)
+    assert result.json == {"title": "Undecodable WAV", "description": reason}
+    assert stored(engine) == before
+    assert list(spool_dir.iterdir()) == []
+
+
+def test_a_byte_rate_claiming_microseconds_does_not_pass_the_limit(
+    strict_client: TestClient, user: dict[str, str], engine: Engine, spool_dir: Path
+) -> None:
+    before = stored(engine)
+    result = strict_client.simulate_post(
+        "/record",
+        params={"user": user["id"]},
+        body=ima_adpcm(10),
+        headers={"Content-Type": "audio/wav", "Authorization": f"Bearer {user['token']}"},
+    )
+    assert_refused(result, 422)
+    assert result.json["title"] == "Audio too long"
+    assert stored(engine) == before
+    assert list(spool_dir.iterdir()) == []

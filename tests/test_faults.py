@@ -141,9 +141,10 @@ def long_wav(path: Path, seconds: int) -> Path:
     return write_wav(path, seconds * 44100)
 
 
-def test_ffmpeg_killed_mid_conversion_stores_nothing(
+def test_ffmpeg_killed_mid_conversion_is_503_and_stores_nothing(
     stack: Stack, database_url: str, tmp_path: Path
 ) -> None:
+    """Not the WAV's fault: the client is told to try again, and nothing is kept."""
     user = new_user(stack)
     wav = long_wav(tmp_path / "long.wav", 400)
     before = count_rows(database_url)
@@ -163,9 +164,12 @@ def test_ffmpeg_killed_mid_conversion_stores_nothing(
     with wav.open("rb") as body:
         result = upload(stack, user, body)
     killer.join()
-    assert result.status_code == 422, result.text
+    assert result.status_code == 503, result.text
+    assert result.headers["Retry-After"] == "30"
+    assert result.json()["title"] == "Converter unavailable"
     assert "signal 9" in result.json()["description"]
     assert count_rows(database_url) == before
+    assert list(Path(stack.env["SPOOL_DIR"]).iterdir()) == []
 
 
 def test_add_record_worker_killed_mid_upload(

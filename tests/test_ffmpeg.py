@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from common.ffmpeg import (
+    DURATION_MARGIN_S,
     ConversionError,
     ConversionTimeout,
+    ConverterFault,
     ConverterUnavailable,
     Encoder,
     EncoderOptions,
     command,
     mp3_sample_rate,
 )
-from common.transcode import Transcoded, transcode
+from common.transcode import TooLong, Transcoded, transcode
 from common.wav import BadWav, read_header
 from tests.audio import decoded_seconds, probe
-from tests.wavs import float32, fmt_chunk, pcm16, riff, with_data_size
+from tests.wavs import float32, fmt_chunk, ima_adpcm, pcm16, riff, with_data_size
 
 OPTIONS = EncoderOptions(bitrate="128k", timeout_s=60)
 
@@ -103,10 +108,11 @@ def test_unknown_codec_is_a_conversion_error_with_a_reason(tmp_path: Path) -> No
 
 def test_timeout_kills_ffmpeg(tmp_path: Path) -> None:
     data = pcm16(30.0, 48000, 2)
-    with pytest.raises(ConversionTimeout, match="longer than"):
+    with pytest.raises(ConversionTimeout, match="longer than") as raised:
         transcode(
             io.BytesIO(data), tmp_path / "out.mp3", EncoderOptions(bitrate="320k", timeout_s=0.05)
         )
+    assert isinstance(raised.value, ConverterFault)
     assert ffmpeg_processes() == ""
 
 
@@ -122,12 +128,13 @@ def test_an_error_while_feeding_kills_ffmpeg(tmp_path: Path) -> None:
 
 
 def test_missing_binary_is_unavailable(tmp_path: Path) -> None:
-    with pytest.raises(ConverterUnavailable):
+    with pytest.raises(ConverterFault) as raised:
         transcode(
             io.BytesIO(pcm16(0.1)),
             tmp_path / "out.mp3",
             EncoderOptions(bitrate="128k", timeout_s=5, ffmpeg_path="/nonexistent/ffmpeg"),
         )
+    assert isinstance(raised.value, ConverterUnavailable)
 
 
 @pytest.mark.parametrize(
@@ -161,3 +168,105 @@ def test_the_ffmpeg_child_runs_under_rlimits(tmp_path: Path) -> None:
     assert rows["Max address space"][0] == str(512 << 20)
     assert rows["Max cpu time"][0] == "35"
     assert int(rows["Max file size"][0]) == int(60 * 320_000 / 8 * 1.1) + (16 << 20)
+
+
+def test_ffmpeg_decodes_no_further_than_just_past_the_limit(tmp_path: Path) -> None:
+    data = ima_adpcm(10)  # 10 KB claiming microseconds, decoding to 20 s
+    target = tmp_path / "out.mp3"
+    options = EncoderOptions(bitrate="128k", timeout_s=60, max_duration_s=1.0)
+    with pytest.raises(TooLong, match="at most 1 s"):
+        transcode(io.BytesIO(data), target, options)
+    assert decoded_seconds(target) < 1.0 + DURATION_MARGIN_S + 0.5
+    assert ffmpeg_processes() == ""
+
+
+def test_the_duration_limit_is_on_ffmpeg_s_command_line(tmp_path: Path) -> None:
+    wav, _ = read_header(io.BytesIO(pcm16(0.1)))
+    options = EncoderOptions(bitrate="128k", timeout_s=60, max_duration_s=90.0)
+    args = command("pipe:0", tmp_path / "out.mp3", wav, options, None)
+    assert args[args.index("-t") + 1] == "91.000"
+    assert args.index("-i") < args.index("-t")
+
+
+def test_audio_as_long_as_the_limit_is_not_cut(tmp_path: Path) -> None:
+    options = EncoderOptions(bitrate="128k", timeout_s=60, max_duration_s=2.0)
+    result = transcode(io.BytesIO(pcm16(2.0, 8000, 1)), tmp_path / "out.mp3", options)
+    assert result.mp3.duration_ms == 2000
+
+
+def started(tmp_path: Path) -> tuple[Encoder, bytes]:
+    """An Encoder fed the header and first audio of a long WAV, and the rest of that WAV."""
+    data = pcm16(20.0, 44100, 2)
+    wav, prefix = read_header(io.BytesIO(data))
+    encoder = Encoder(wav, tmp_path / "out.mp3", OPTIONS)
+    encoder.write(prefix)
+    return encoder, data[len(prefix) :]
+
+
+def feed(encoder: Encoder, rest: bytes) -> None:
+    for at in range(0, len(rest), 1 << 16):
+        if not encoder.write(rest[at : at + (1 << 16)]):
+            break
+    encoder.finish()
+
+
+def wait_until_ffmpeg_handles(pid: int, sent: signal.Signals) -> None:
+    """Wait until ffmpeg has its own handler for `sent` (as it has once it reads its input)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{pid}/status").read_text()
+        caught = int(status.split("SigCgt:")[1].split()[0], 16)
+        if caught & (1 << (sent - 1)):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"ffmpeg never handled signal {sent}")
+
+
+def test_ffmpeg_killed_from_outside_is_a_converter_fault(tmp_path: Path) -> None:
+    encoder, rest = started(tmp_path)
+    with encoder:
+        os.kill(encoder.pid, signal.SIGKILL)
+        with pytest.raises(ConverterFault, match="stopped by signal 9"):
+            feed(encoder, rest)
+    assert ffmpeg_processes() == ""
+
+
+def test_ffmpeg_terminated_from_outside_is_a_converter_fault(tmp_path: Path) -> None:
+    """ffmpeg handles SIGTERM and then often exits with status 1, as for a bad input."""
+    encoder, rest = started(tmp_path)
+    with encoder:
+        wait_until_ffmpeg_handles(encoder.pid, signal.SIGTERM)
+        os.kill(encoder.pid, signal.SIGTERM)
+        with pytest.raises(ConverterFault, match="stopped by a signal"):
+            feed(encoder, rest)
+    assert ffmpeg_processes() == ""
+
+
+def test_a_full_disk_is_a_converter_fault() -> None:
+    wav, prefix = read_header(io.BytesIO(pcm16(1.0)))
+    with Encoder(wav, Path("/dev/full"), OPTIONS) as encoder:
+        encoder.write(prefix)
+        with pytest.raises(ConverterFault, match="No space left on device"):
+            encoder.finish()
+
+
+def test_out_of_memory_is_a_converter_fault(tmp_path: Path) -> None:
+    options = EncoderOptions(bitrate="128k", timeout_s=30, memory_bytes=100 << 20)
+    with pytest.raises(ConverterFault, match="short of memory"):
+        transcode(io.BytesIO(pcm16(1.0)), tmp_path / "out.mp3", options)
+    assert ffmpeg_processes() == ""
+
+
+def test_ffmpeg_runs_with_a_minimal_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://app:secret@db/audio")
+    wav, prefix = read_header(io.BytesIO(pcm16(1.0)))
+    with Encoder(wav, tmp_path / "out.mp3", OPTIONS) as encoder:
+        encoder.write(prefix[:100])  # ffmpeg is running, waiting for the rest
+        environ = Path(f"/proc/{encoder.pid}/environ").read_bytes()
+        encoder.write(prefix[100:])
+        encoder.finish()
+    names = {entry.split(b"=", 1)[0] for entry in environ.split(b"\0") if entry}
+    assert names == {b"PATH", b"LC_ALL"}
+    assert b"secret" not in environ

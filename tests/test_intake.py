@@ -8,6 +8,7 @@ from pathlib import Path
 import falcon
 import pytest
 
+from common.ffmpeg import ConverterFault
 from functions.add_record.intake import PIECE, LimitedReader, spool
 from tests.wavs import pcm16
 
@@ -42,3 +43,9 @@ def test_exactly_the_limit_is_accepted() -> None:
     reader = LimitedReader(io.BytesIO(b"x" * 10), 10)
     assert reader.read(100) == b"x" * 10
     assert reader.read(100) == b""
+
+
+def test_a_full_disk_while_spooling_is_the_server_s_fault() -> None:
+    data = pcm16(1.0)
+    with pytest.raises(ConverterFault, match="no disk space"):
+        spool(LimitedReader(io.BytesIO(data), len(data)), Path("/dev/full"))

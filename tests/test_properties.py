@@ -9,7 +9,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.wav import BadWav, EmptyWav, NotWav, read_header
+from common.wav import MIN_SAMPLE_RATE, BadWav, EmptyWav, NotWav, read_header
 from functions.get_record.ranges import Unsatisfiable, byte_range
 
 
@@ -53,7 +53,7 @@ chunk_ids = st.binary(min_size=4, max_size=4).filter(
 @given(
     format_tag=st.sampled_from([1, 3, 6, 7, 0x11, 0x02, 0xFFFE]),
     channels=st.integers(1, 16),
-    rate=st.integers(1, 384_000),
+    rate=st.integers(MIN_SAMPLE_RATE, 384_000),
     bits=st.sampled_from([4, 8, 16, 24, 32, 64]),
     extra=st.lists(st.tuples(chunk_ids, st.binary(max_size=50)), max_size=4),
     audio=st.binary(min_size=0, max_size=500),

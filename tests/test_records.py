@@ -107,7 +107,7 @@ def test_token_as_query_parameter(get_record_client: TestClient, user: dict[str,
         "/records", params={"user": user["id"], "token": user["token"]}
     )
     assert result.status_code == 200
-    assert result.json == {"records": [], "next": None}
+    assert (result.json["records"], result.json["next"]) == ([], None)
 
 
 @pytest.mark.parametrize(

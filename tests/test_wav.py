@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from common.wav import MAX_HEADER_BYTES, BadWav, EmptyWav, NotWav, WavFormat, read_header, sniff
-from tests.wavs import fmt_chunk, pcm16, riff, with_data_size
+from tests.wavs import fmt_chunk, ima_adpcm, pcm8, pcm16, riff, two_fmt_chunks, with_data_size
 
 
 class Trickle(io.BytesIO):
@@ -98,7 +98,7 @@ def test_rf64_takes_the_size_from_ds64() -> None:
         (riff([(b"data", bytes(100))]), "no fmt chunk"),
         (riff([(b"fmt ", fmt_chunk(1, 1, 8000, 16))]), "no data chunk"),
         (riff([(b"fmt ", fmt_chunk(1, 0, 8000, 16)), (b"data", bytes(10))]), "zero channels"),
-        (riff([(b"fmt ", fmt_chunk(1, 1, 0, 16)), (b"data", bytes(10))]), "sample rate of zero"),
+        (riff([(b"fmt ", fmt_chunk(1, 1, 0, 16)), (b"data", bytes(10))]), "sample rate of 0 Hz"),
         (riff([(b"fmt ", bytes(8)), (b"data", bytes(10))]), "fmt chunk is truncated"),
         (b"RIFF\x00\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00", "truncated"),
         (b"RIFF\x00\x00\x00\x00WAVE", "no fmt chunk"),
@@ -108,3 +108,27 @@ def test_rf64_takes_the_size_from_ds64() -> None:
 def test_undecodable_wavs_say_why(data: bytes, reason: str) -> None:
     with pytest.raises(BadWav, match=reason):
         read_header(io.BytesIO(data))
+
+
+def test_only_the_first_fmt_chunk_counts_and_a_second_is_refused() -> None:
+    data = two_fmt_chunks()
+    assert len(data) == 324
+    with pytest.raises(BadWav, match="more than one fmt chunk"):
+        read_header(io.BytesIO(data))
+
+
+@pytest.mark.parametrize("rate", [1, 999])
+def test_a_sample_rate_under_1000_hz_is_refused(rate: int) -> None:
+    with pytest.raises(BadWav, match=f"sample rate of {rate} Hz, under 1000 Hz"):
+        read_header(io.BytesIO(pcm8(rate, 300)))
+
+
+def test_1000_hz_is_accepted() -> None:
+    assert header(pcm8(1000, 300)).sample_rate == 1000
+
+
+def test_a_compressed_codec_has_no_length_from_its_bytes() -> None:
+    wav = header(ima_adpcm(10))
+    assert wav.format_tag == 0x11
+    assert wav.seconds(10**9) is None
+    assert header(pcm8(8000, 300)).seconds(8000) == 1.0

@@ -54,3 +54,29 @@ def with_data_size(wav: bytes, declared: int) -> bytes:
     """The same WAV with its data chunk size field overwritten (as a streaming writer leaves it)."""
     at = wav.index(b"data") + 4
     return wav[:at] + struct.pack("<I", declared) + wav[at + 4 :]
+
+
+def two_fmt_chunks() -> bytes:
+    """324 bytes whose first fmt chunk (the one ffmpeg uses) says 8-bit PCM at 1 Hz, 256 samples
+    that would play for minutes, and whose second says 48 kHz, where they would last 5 ms."""
+    return riff(
+        [
+            (b"fmt ", fmt_chunk(1, 1, 1, 8)),
+            (b"fmt ", fmt_chunk(1, 1, 48000, 8)),
+            (b"data", bytes(range(256))),
+        ]
+    )
+
+
+def pcm8(rate: int, samples: int) -> bytes:
+    """An honest 8-bit mono PCM file at `rate` Hz."""
+    return riff([(b"fmt ", fmt_chunk(1, 1, rate, 8)), (b"data", bytes(samples))])
+
+
+def ima_adpcm(blocks: int, rate: int = 1000, block_align: int = 1024) -> bytes:
+    """Mono IMA ADPCM whose header claims a byte rate of 0xFFFFFFFF (so its bytes would last
+    microseconds): each block decodes to 2 * (block_align - 4) + 1 samples, seconds at 1 kHz."""
+    samples_per_block = 2 * (block_align - 4) + 1
+    fmt = struct.pack("<HHIIHHHH", 0x11, 1, rate, 0xFFFFFFFF, block_align, 4, 2, samples_per_block)
+    block = struct.pack("<hBB", 0, 20, 0) + bytes((7 * i) % 256 for i in range(block_align - 4))
+    return riff([(b"fmt ", fmt), (b"data", block * blocks)])

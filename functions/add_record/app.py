@@ -15,7 +15,7 @@ from common.ffmpeg import EncoderOptions
 from common.names import file_stem, original_name
 from common.observability import conversion_timer
 from common.spool import sweep, upload_directory
-from common.storage import AudioFacts, RecordStore
+from common.storage import AudioFacts, QuotaExceeded, RecordStore
 from common.transcode import Transcoded, transcode
 from common.wav import Readable
 from common.web import (
@@ -60,7 +60,12 @@ class Records:
                 duration_ms=upload.result.mp3.duration_ms,
             )
             with mp3_path.open("rb") as mp3_file:
-                record_id = self._store.save(upload.user_id, facts, mp3_file)
+                try:
+                    record_id = self._store.save(
+                        upload.user_id, facts, mp3_file, self._settings.user_quota_bytes
+                    )
+                except QuotaExceeded as full:
+                    raise quota_exceeded(full.used, full.size, full.quota) from None
         url = record_url(base, record_id, upload.user_id)
         resp.status = falcon.HTTP_CREATED
         resp.location = url
@@ -75,7 +80,21 @@ class Records:
         resp.status = falcon.HTTP_NO_CONTENT
 
     def _authenticate(self, user_id: uuid.UUID, token: str | None) -> None:
+        """401 unless the token is the user's; 507 when the user has no room left at all."""
         authenticate(self._accounts, user_id, token)
+        used = self._store.used_bytes(user_id)
+        if used >= self._settings.user_quota_bytes:
+            raise quota_exceeded(used, None, self._settings.user_quota_bytes)
+
+
+def quota_exceeded(used: int, size: int | None, quota: int) -> falcon.HTTPError:
+    """507: the user's stored MP3s would pass USER_QUOTA_BYTES; nothing is stored."""
+    this = "nothing more fits" if size is None else f"this MP3 ({size} bytes) does not fit"
+    return falcon.HTTPError(
+        falcon.HTTP_507,
+        title="Quota exceeded",
+        description=f"this user has stored {used} of {quota} bytes; {this}",
+    )
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FunctionApp:

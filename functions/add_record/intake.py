@@ -2,12 +2,15 @@
 
 Form A is multipart/form-data (fields `user`, `token`, file part `file`); form B is the raw WAV body
 with `?user=` (and `?token=`, `?name=`) in the query string. Either may carry the token as
-`Authorization: Bearer`. Nobody's audio is converted before they are authenticated: when a
-multipart file part comes before the fields that authenticate it, it is spooled to disk first.
+`Authorization: Bearer`, and only one way (RFC 6750 §2). Nobody's audio is converted before they
+are authenticated, and credentials come before bytes: a multipart file part that comes before the
+user and token fields is refused (400) unless the token came as the header; then, when the user
+field comes after the file, the file is spooled to disk until the user is known.
 """
 
 from __future__ import annotations
 
+import errno
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ from typing import Generic, TypeVar
 import falcon
 from falcon.media.multipart import BodyPart, MultipartForm
 
+from common.ffmpeg import ConverterFault
 from common.wav import Readable
 from common.web import bearer_token, request_token, required_uuid, single_param, uuid_param
 
@@ -103,14 +107,19 @@ def _receive_multipart(
                 )
             seen_file = True
             file_name = part_file_name
-            wav = LimitedReader(part.stream, limit)
-            token = _token(req, fields)
+            token = request_token(req, fields.get("token"))
             if "user" in fields and token is not None:
                 authenticate(_user(fields), token)
                 authenticated = True
-                result = (consume(wav, file_name),)
+                result = (consume(LimitedReader(part.stream, limit), file_name),)
+            elif bearer_token(req) is not None:
+                spool(LimitedReader(part.stream, limit), spooled)
             else:
-                spool(wav, spooled)
+                raise falcon.HTTPBadRequest(
+                    title="Credentials after file",
+                    description="the file part came before the user and token fields: send "
+                    "user and token first, or the token as Authorization: Bearer",
+                )
         else:
             raise falcon.HTTPBadRequest(
                 title="Malformed form",
@@ -119,8 +128,9 @@ def _receive_multipart(
     user_id = _user(fields)
     if not seen_file:
         raise falcon.HTTPBadRequest(title="Missing file", description="the file part is missing")
+    token = request_token(req, fields.get("token"))
     if not authenticated:
-        authenticate(user_id, _token(req, fields))
+        authenticate(user_id, token)
     if result is None:
         with spooled.open("rb") as wav_file:
             result = (consume(wav_file, file_name),)
@@ -148,10 +158,6 @@ def _user(fields: dict[str, str]) -> uuid.UUID:
     return required_uuid("user", raw if raw is None else raw.strip() or raw)
 
 
-def _token(req: falcon.Request, fields: dict[str, str]) -> str | None:
-    return bearer_token(req) or fields.get("token", "").strip() or None
-
-
 def _text(data: bytes, name: str) -> str:
     try:
         return data.decode("utf-8")
@@ -162,10 +168,16 @@ def _text(data: bytes, name: str) -> str:
 
 
 def spool(stream: Readable, target: Path) -> int:
-    """Copy `stream` to `target` in bounded pieces; returns the bytes copied."""
+    """Copy `stream` to `target` in bounded pieces; returns the bytes copied. A full disk is
+    the server's fault, not the upload's (503)."""
     size = 0
-    with target.open("wb") as out:
-        while piece := stream.read(PIECE):
-            size += len(piece)
-            out.write(piece)
+    try:
+        with target.open("wb") as out:
+            while piece := stream.read(PIECE):
+                size += len(piece)
+                out.write(piece)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ConverterFault("no disk space is left for the upload; try again later") from None
+        raise
     return size
