@@ -22,7 +22,7 @@ run: venv  ## migrate, then serve the gateway and the three functions on :$(PORT
 	$(BIN)/python -m devstack --port $(PORT)
 
 migrate: venv  ## apply the migrations to DATABASE_URL (default: the embedded SQLite file)
-	$(BIN)/python -m common.db
+	$(BIN)/python -m common.storage.db
 
 test: venv  ## the whole suite against TEST_DATABASE_URL, in a throwaway database
 	$(BIN)/python -m pytest

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from bench.client import Gateway, record_path, timed
 from bench.wavgen import seconds_wav, sized_wav
+from common.audio.ffmpeg import EncoderOptions, command
+from common.audio.transcode import transcode
+from common.audio.wav import read_header
 from common.config import Settings
-from common.ffmpeg import EncoderOptions, command
-from common.transcode import transcode
-from common.wav import read_header
 from devstack.databases import DEFAULT_SERVER_URL, throwaway_database
 from devstack.stack import ROOT, Stack, free_port
 
@@ -73,7 +73,7 @@ def spooled(wav: Path, out_dir: Path, options: EncoderOptions) -> Callable[[], N
 
 
 def piped(wav: Path, out_dir: Path, options: EncoderOptions) -> Callable[[], None]:
-    """The upload path as built: the WAV fed to ffmpeg's stdin as it is read (common.transcode)."""
+    """The upload path as built: the WAV fed to ffmpeg's stdin as it is read (transcode)."""
     target = out_dir / "piped.mp3"
 
     def run() -> None:

@@ -22,6 +22,9 @@ MIB = 1024 * KIB
 GIB = 1024 * MIB
 
 DEFAULT_SQLITE_PATH = Path("var") / "audio.sqlite3"
+MULTIPART_ENVELOPE_BYTES = 64 * KIB
+"""What a multipart upload may carry besides its WAV (boundaries, part headers, fields): the
+gateway lets MAX_UPLOAD_BYTES plus this through (nginx/derived.envsh, checked by a test)."""
 
 _BITRATE = re.compile(r"^(32|40|48|56|64|80|96|112|128|160|192|224|256|320)k$")
 
@@ -147,7 +150,7 @@ class Settings:
 
 @dataclass(frozen=True)
 class AppRole:
-    """The login role the migrate job makes the functions' (common.db.grant_app_role)."""
+    """The login role the migrate job makes the functions' (common.storage.db.grant_app_role)."""
 
     name: str
     password: str

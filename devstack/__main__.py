@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from common.config import Settings
-from common.db import migrate
+from common.storage.db import migrate
 from devstack.stack import ROOT, Stack
 
 

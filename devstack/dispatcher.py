@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from common.config import Settings
-from common.db import create_engine
+from common.storage.db import create_engine
 from devstack.routes import ROUTES
 from functions.add_record.app import create_app as create_add_record
 from functions.create_user.app import create_app as create_create_user

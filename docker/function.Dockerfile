@@ -4,12 +4,12 @@
 #   docker build -f docker/function.Dockerfile --target with-ffmpeg --build-arg FUNCTION=add_record  .
 #   docker build -f docker/function.Dockerfile --target plain       --build-arg FUNCTION=get_record  .
 #
-# Targets: `plain` (create_user, get_record, and the one-shot `python -m common.db` migration) and
+# Targets: `plain` (create_user, get_record, and the one-shot `python -m common.storage.db` migration) and
 # `with-ffmpeg` (add_record, the only function that converts audio).
 #
 # Layout inside the image: the dependencies live in the virtualenv /opt/venv, the source tree in /app
 # (on PYTHONPATH, not installed into site-packages), so `common` is imported from /app/common and
-# common.db's MIGRATIONS_DIR (the directory next to the package) is /app/migrations.
+# common.storage.db's MIGRATIONS_DIR (the directory next to the package) is /app/migrations.
 
 # ---- builder: the third-party dependencies, read from pyproject.toml, in /opt/venv -----------------
 FROM python:3.11-slim-bookworm AS builder

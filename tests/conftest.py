@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from common.config import Settings
-from common.db import create_engine, migrate
+from common.storage.db import create_engine, migrate
 from devstack.databases import DEFAULT_SERVER_URL, throwaway_database
 from functions.add_record.app import create_app as add_record_app
 from functions.create_user.app import create_app as create_user_app

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from falcon.testing import TestClient
 from sqlalchemy.engine import Engine
 
-from common.db import record_chunks, records
+from common.storage.db import record_chunks, records
 from functions.add_record.app import create_app
 from tests.forms import multipart
 from tests.wavs import fmt_chunk, pcm16, riff

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from common.db import grant_app_role, users, utc_now
+from common.storage.db import grant_app_role, users, utc_now
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from falcon.testing import TestClient
 from sqlalchemy.engine import Engine
 
 from common.config import Settings
-from common.db import record_chunks, records
+from common.storage.db import record_chunks, records
 from functions.add_record.app import create_app
 from tests.audio import tone
 from tests.forms import multipart

@@ -13,8 +13,8 @@ from falcon.testing import TestClient
 from sqlalchemy.engine import Engine
 
 from common.config import Settings
-from common.db import users
 from common.names import BIDI_CONTROLS
+from common.storage.db import users
 from functions.create_user.app import create_app
 
 

@@ -25,8 +25,8 @@ import requests
 import sqlalchemy as sa
 
 from bench.wavgen import write_wav
-from common.db import migrate, record_chunks, records
 from common.spool import PREFIX
+from common.storage.db import migrate, record_chunks, records
 from devstack.stack import Stack, free_port, wait_for_port
 from tests.stacks import UNLIMITED, gateway, needs_nginx
 from tests.wavs import pcm16

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from common.ffmpeg import (
+from common.audio.ffmpeg import (
     DURATION_MARGIN_S,
     ConversionError,
     ConversionTimeout,
@@ -22,8 +22,8 @@ from common.ffmpeg import (
     command,
     mp3_sample_rate,
 )
-from common.transcode import TooLong, Transcoded, transcode
-from common.wav import BadWav, read_header
+from common.audio.transcode import TooLong, Transcoded, transcode
+from common.audio.wav import BadWav, read_header
 from tests.audio import decoded_seconds, probe
 from tests.wavs import float32, fmt_chunk, ima_adpcm, pcm16, riff, with_data_size
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import falcon
 import pytest
 
-from common.ffmpeg import ConverterFault
+from common.audio.ffmpeg import ConverterFault
 from functions.add_record.intake import PIECE, LimitedReader, spool
 from tests.wavs import pcm16
 

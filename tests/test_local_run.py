@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from common.db import migrate
+from common.storage.db import migrate
 from devstack.stack import Stack, free_port
 from tests.wavs import pcm16
 

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from common.db import NotUtf8Error, metadata, migrate
+from common.storage.db import NotUtf8Error, metadata, migrate
 from devstack.databases import DEFAULT_SERVER_URL
 
 

@@ -1,6 +1,6 @@
 """One token per request (RFC 6750 §2): the header, the query parameter and the form field may
 each carry it, but two that differ are a 400 invalid_request; the same token twice is served.
-POST /record, DELETE /record and GET /records share the rule (common.web.request_token)."""
+POST /record, DELETE /record and GET /records share the rule (common.http.auth.request_token)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from falcon.testing import TestClient
 from sqlalchemy.engine import Engine
 
-from common.db import records
+from common.storage.db import records
 from tests.forms import multipart
 from tests.wavs import pcm16
 

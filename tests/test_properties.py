@@ -9,7 +9,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.wav import MIN_SAMPLE_RATE, BadWav, EmptyWav, NotWav, read_header
+from common.audio.wav import MIN_SAMPLE_RATE, BadWav, EmptyWav, NotWav, read_header
 from functions.get_record.ranges import Unsatisfiable, byte_range
 
 

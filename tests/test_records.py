@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from falcon.testing import TestClient
 from sqlalchemy.engine import Engine
 
-from common.db import record_chunks
+from common.storage.db import record_chunks
 from tests.audio import probe
 from tests.forms import multipart
 from tests.wavs import pcm16

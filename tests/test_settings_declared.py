@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from common.config import DECLARED, DEFAULTS, Settings, declared
+from common.config import DECLARED, DEFAULTS, MULTIPART_ENVELOPE_BYTES, Settings, declared
 from devstack.gateway import DERIVED, DERIVED_NAMES, TEMPLATE, derived_gateway_values
 from devstack.stack import ROOT
 
@@ -78,7 +78,10 @@ def test_derived_gateway_values(ffmpeg_timeout_s: str, upload_timeout_s: str) ->
     values = derived_gateway_values(
         {"FFMPEG_TIMEOUT_S": ffmpeg_timeout_s, "MAX_UPLOAD_BYTES": "1000"}
     )
-    assert values == {"UPLOAD_TIMEOUT_S": upload_timeout_s, "GATEWAY_BODY_BYTES": str(1000 + 65536)}
+    assert values == {
+        "UPLOAD_TIMEOUT_S": upload_timeout_s,
+        "GATEWAY_BODY_BYTES": str(1000 + MULTIPART_ENVELOPE_BYTES),
+    }
 
 
 def test_derived_values_need_their_inputs() -> None:

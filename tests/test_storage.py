@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from common.accounts import Accounts, NameTaken
-from common.db import create_engine, record_chunks, records, utc_now
-from common.storage import AudioFacts, QuotaExceeded, RecordStore
+from common.storage.accounts import Accounts, NameTaken
+from common.storage.db import create_engine, record_chunks, records, utc_now
+from common.storage.records import AudioFacts, QuotaExceeded, RecordStore
 
 CHUNK = 256 * 1024
 FACTS = AudioFacts(name="a.wav", channels=2, sample_rate=44100, duration_ms=1000)

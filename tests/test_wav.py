@@ -7,7 +7,15 @@ import struct
 
 import pytest
 
-from common.wav import MAX_HEADER_BYTES, BadWav, EmptyWav, NotWav, WavFormat, read_header, sniff
+from common.audio.wav import (
+    MAX_HEADER_BYTES,
+    BadWav,
+    EmptyWav,
+    NotWav,
+    WavFormat,
+    read_header,
+    sniff,
+)
 from tests.wavs import fmt_chunk, ima_adpcm, pcm8, pcm16, riff, two_fmt_chunks, with_data_size
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from common.ffmpeg import EncoderOptions
-from common.transcode import transcode
+from common.audio.ffmpeg import EncoderOptions
+from common.audio.transcode import transcode
 from tests.audio import ffmpeg, probe, tone
 from tests.wavs import fmt_chunk, pcm16, riff, with_data_size
 

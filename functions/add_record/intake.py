@@ -1,46 +1,72 @@
-"""Reading an upload, in either form: who sent it, and its WAV handed on as a stream.
+"""Reading an upload, in either form, up to what on_post needs: who sent it, with which token,
+the original file name, and the WAV as a stream.
 
 Form A is multipart/form-data (fields `user`, `token`, file part `file`); form B is the raw WAV body
 with `?user=` (and `?token=`, `?name=`) in the query string. Either may carry the token as
-`Authorization: Bearer`, and only one way (RFC 6750 §2). Nobody's audio is converted before they
-are authenticated, and credentials come before bytes: a multipart file part that comes before the
-user and token fields is refused (400) unless the token came as the header; then, when the user
-field comes after the file, the file is spooled to disk until the user is known.
+`Authorization: Bearer`, and only one way (RFC 6750 §2). Credentials come before bytes: a multipart
+file part that comes before the user and token fields is refused (400) unless the token came as
+the header; then, when the user field comes after the file, the file is spooled to disk until the
+user is known. MAX_UPLOAD_BYTES counts the WAV's own bytes, in either form.
 """
 
 from __future__ import annotations
 
 import errno
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import NoReturn
 
 import falcon
-from falcon.media.multipart import BodyPart, MultipartForm
+from falcon.media.multipart import BodyPart
 
-from common.ffmpeg import ConverterFault
-from common.wav import Readable
-from common.web import bearer_token, request_token, required_uuid, single_param, uuid_param
+from common.audio.ffmpeg import ConverterFault
+from common.audio.wav import Readable
+from common.config import MULTIPART_ENVELOPE_BYTES
+from common.http.app import refuse_declared_length_over
+from common.http.auth import bearer_token, request_token
+from common.http.params import required_uuid, single_param, uuid_param
 
 RAW_WAV_TYPES = frozenset({"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"})
 MULTIPART = "multipart/form-data"
 PIECE = 1 << 20
 _FIELDS = ("user", "token")
 
-T = TypeVar("T")
-Authenticate = Callable[[uuid.UUID, str | None], None]
-"""Raises 401 unless the token (as sent, possibly not a UUID) is the user's."""
-Consume = Callable[[Readable, str | None], T]
-"""Takes the WAV stream and the original file name (if any)."""
-
 
 @dataclass(frozen=True)
-class Upload(Generic[T]):
+class Upload:
     user_id: uuid.UUID
+    token: str | None
     file_name: str | None
-    result: T
+    wav: Readable
+
+
+@contextmanager
+def open_upload(req: falcon.Request, spool: Path, limit: int) -> Iterator[Upload]:
+    """The upload's sender and WAV stream; on leaving the block, the rest of the form is checked."""
+    kind = (req.content_type or "").split(";")[0].strip().lower()
+    if kind in RAW_WAV_TYPES:
+        refuse_declared_length_over(req, limit)
+        body = req.bounded_stream if req.content_length is not None else req.stream
+        yield Upload(
+            uuid_param(req, "user"),
+            request_token(req),
+            single_param(req, "name"),
+            LimitedReader(body, limit),
+        )
+    elif kind == MULTIPART:
+        refuse_declared_length_over(req, limit + MULTIPART_ENVELOPE_BYTES)
+        form = _Form(req, spool, limit)
+        with form.upload() as upload:
+            yield upload
+        form.refuse_more_parts()
+    else:
+        raise falcon.HTTPUnsupportedMediaType(
+            title="Unsupported media type",
+            description="send multipart/form-data with a file part, or the WAV itself as audio/wav",
+        )
 
 
 class LimitedReader:
@@ -61,86 +87,75 @@ class LimitedReader:
         return piece
 
 
-def media_type(req: falcon.Request) -> str:
-    return (req.content_type or "").split(";")[0].strip().lower()
+class _Form:
+    """The parts of a multipart upload, read once, in order."""
 
+    def __init__(self, req: falcon.Request, spool: Path, limit: int) -> None:
+        self._req = req
+        self._spool = spool / "upload.wav"
+        self._limit = limit
+        self._parts: Iterator[BodyPart] = iter(req.get_media())
+        self._fields: dict[str, str] = {}
 
-def receive(
-    req: falcon.Request, work: Path, limit: int, authenticate: Authenticate, consume: Consume[T]
-) -> Upload[T]:
-    """Authenticate the sender and pass the WAV to `consume`, in whichever form it came."""
-    kind = media_type(req)
-    if kind == MULTIPART:
-        return _receive_multipart(req, work, limit, authenticate, consume)
-    if kind in RAW_WAV_TYPES:
-        user_id = uuid_param(req, "user")
-        authenticate(user_id, request_token(req))
-        file_name = single_param(req, "name")
-        return Upload(user_id, file_name, consume(LimitedReader(_body(req), limit), file_name))
-    raise falcon.HTTPUnsupportedMediaType(
-        title="Unsupported media type",
-        description="send multipart/form-data with a file part, or the WAV itself as audio/wav",
-    )
+    @contextmanager
+    def upload(self) -> Iterator[Upload]:
+        """Fields up to the file part; the file streamed, or spooled when the user comes after."""
+        for part in self._parts:
+            name, file_name = _disposition(part)
+            if name in _FIELDS:
+                self._field(name, part)
+            elif name == "file":
+                token = request_token(self._req, self._fields.get("token"))
+                if "user" in self._fields and token is not None:
+                    yield Upload(
+                        _user(self._fields),
+                        token,
+                        file_name,
+                        LimitedReader(part.stream, self._limit),
+                    )
+                    return
+                if bearer_token(self._req) is None:
+                    raise falcon.HTTPBadRequest(
+                        title="Credentials after file",
+                        description="the file part came before the user and token fields: send "
+                        "user and token first, or the token as Authorization: Bearer",
+                    )
+                spool(LimitedReader(part.stream, self._limit), self._spool)
+                self.refuse_more_parts()
+                token = request_token(self._req, self._fields.get("token"))
+                with self._spool.open("rb") as wav:
+                    yield Upload(_user(self._fields), token, file_name, wav)
+                return
+            else:
+                _unexpected(name)
+        _user(self._fields)
+        raise falcon.HTTPBadRequest(title="Missing file", description="the file part is missing")
 
-
-def _receive_multipart(
-    req: falcon.Request, work: Path, limit: int, authenticate: Authenticate, consume: Consume[T]
-) -> Upload[T]:
-    fields: dict[str, str] = {}
-    file_name: str | None = None
-    seen_file = authenticated = False
-    result: tuple[T] | None = None
-    spooled = work / "upload.wav"
-    form: MultipartForm = req.get_media()
-    for part in form:
-        name, part_file_name = _disposition(part)
-        if name in _FIELDS:
-            if name in fields:
-                raise falcon.HTTPBadRequest(
-                    title="Malformed form", description=f"{name} is given more than once"
-                )
-            fields[name] = _text(part.get_data(), name)
-        elif name == "file":
-            if seen_file:
+    def refuse_more_parts(self) -> None:
+        """Fields may follow the file; another file or an unknown field may not."""
+        for part in self._parts:
+            name, _ = _disposition(part)
+            if name == "file":
                 raise falcon.HTTPBadRequest(
                     title="Malformed form", description="send exactly one file part"
                 )
-            seen_file = True
-            file_name = part_file_name
-            token = request_token(req, fields.get("token"))
-            if "user" in fields and token is not None:
-                authenticate(_user(fields), token)
-                authenticated = True
-                result = (consume(LimitedReader(part.stream, limit), file_name),)
-            elif bearer_token(req) is not None:
-                spool(LimitedReader(part.stream, limit), spooled)
-            else:
-                raise falcon.HTTPBadRequest(
-                    title="Credentials after file",
-                    description="the file part came before the user and token fields: send "
-                    "user and token first, or the token as Authorization: Bearer",
-                )
-        else:
+            if name not in _FIELDS:
+                _unexpected(name)
+            self._field(name, part)
+
+    def _field(self, name: str, part: BodyPart) -> None:
+        if name in self._fields:
             raise falcon.HTTPBadRequest(
-                title="Malformed form",
-                description=f"unexpected form field {name!r}: expected user, token and file",
+                title="Malformed form", description=f"{name} is given more than once"
             )
-    user_id = _user(fields)
-    if not seen_file:
-        raise falcon.HTTPBadRequest(title="Missing file", description="the file part is missing")
-    token = request_token(req, fields.get("token"))
-    if not authenticated:
-        authenticate(user_id, token)
-    if result is None:
-        with spooled.open("rb") as wav_file:
-            result = (consume(wav_file, file_name),)
-    return Upload(user_id, file_name, result[0])
+        self._fields[name] = _text(part.get_data(), name)
 
 
-def _body(req: falcon.Request) -> Readable:
-    """The request body: bounded by Content-Length, or read to its end when it came chunked
-    (gunicorn decodes chunked bodies; nginx always sends a length)."""
-    return req.bounded_stream if req.content_length is not None else req.stream
+def _unexpected(name: str | None) -> NoReturn:
+    raise falcon.HTTPBadRequest(
+        title="Malformed form",
+        description=f"unexpected form field {name!r}: expected user, token and file",
+    )
 
 
 def _disposition(part: BodyPart) -> tuple[str | None, str | None]:

@@ -7,11 +7,11 @@ import json
 import falcon
 from sqlalchemy.engine import Engine
 
-from common.accounts import Accounts, NameTaken
 from common.config import Settings
-from common.db import create_engine, utc_now
+from common.http.app import FunctionApp, create_base_app, max_body
 from common.names import clean_user_name
-from common.web import FunctionApp, create_base_app, max_body
+from common.storage.accounts import Accounts, NameTaken
+from common.storage.db import create_engine, utc_now
 
 MAX_BODY = 64 * 1024
 

@@ -7,12 +7,13 @@ from datetime import UTC
 import falcon
 from sqlalchemy.engine import Engine
 
-from common.accounts import Accounts
 from common.config import Settings
-from common.db import create_engine, utc_now
+from common.http.app import FunctionApp, create_base_app
+from common.http.params import uuid_param
 from common.names import file_stem
-from common.storage import Record, RecordStore
-from common.web import FunctionApp, create_base_app, uuid_param
+from common.storage.accounts import Accounts
+from common.storage.db import create_engine, utc_now
+from common.storage.records import Record, RecordStore
 from functions.get_record.disposition import attachment
 from functions.get_record.listing import RecordList
 from functions.get_record.ranges import (

@@ -8,17 +8,11 @@ from typing import Any
 
 import falcon
 
-from common.accounts import Accounts
-from common.storage import Record, RecordStore, UnknownCursor
-from common.web import (
-    authenticate,
-    base_url,
-    record_url,
-    request_token,
-    required_uuid,
-    single_param,
-    uuid_param,
-)
+from common.http.auth import authenticate, request_token
+from common.http.params import required_uuid, single_param, uuid_param
+from common.http.urls import base_url, record_url
+from common.storage.accounts import Accounts
+from common.storage.records import Record, RecordStore, UnknownCursor
 
 _LIMIT = re.compile(r"[0-9]{1,3}")
 DEFAULT_LIMIT = 50

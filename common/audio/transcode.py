@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.ffmpeg import Encoder, EncoderOptions
-from common.mp3 import Mp3Info
-from common.wav import STREAMING_SIZES, BadWav, Readable, WavFormat, read_header
+from common.audio.ffmpeg import Encoder, EncoderOptions
+from common.audio.mp3 import Mp3Info
+from common.audio.wav import STREAMING_SIZES, BadWav, Readable, WavFormat, read_header
 
 PIECE = 1 << 20
 

@@ -14,7 +14,7 @@ from yoyo import get_backend, read_migrations
 
 from common.config import AppRole, Settings
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 metadata = sa.MetaData()
 
@@ -167,7 +167,7 @@ def grant_app_role(url: str, role: str, password: str) -> None:
 
 
 def main() -> None:
-    """`python -m common.db` (`make migrate`, compose's migrate job).
+    """`python -m common.storage.db` (`make migrate`, compose's migrate job).
 
     With DATABASE_APP_ROLE and DATABASE_APP_PASSWORD set, it also makes that role the functions'
     (grant_app_role); DATABASE_URL is then the owner's, and the functions get the role's URL.

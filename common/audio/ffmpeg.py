@@ -28,9 +28,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from common.audio.mp3 import Mp3Info, NotMp3, read_info
+from common.audio.wav import STREAMING_SIZES, WavFormat
 from common.config import Settings
-from common.mp3 import Mp3Info, NotMp3, read_info
-from common.wav import STREAMING_SIZES, WavFormat
 
 MP3_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 DURATION_MARGIN_S = 1.0

@@ -18,7 +18,7 @@ from typing import BinaryIO
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from common.db import record_chunks, records, users
+from common.storage.db import record_chunks, records, users
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from common.db import users
+from common.storage.db import users
 
 _NO_SUCH_USER_HASH = hashlib.sha256(b"no such user").digest()
 

@@ -1,0 +1,1 @@
+"""Audio: the WAV header reader, the ffmpeg wrapper, the MP3 header reader, and the conversion."""

@@ -1,0 +1,42 @@
+"""What can go wrong with the audio or the converter, as the statuses the contract gives it."""
+
+from __future__ import annotations
+
+import falcon
+
+from common.audio.ffmpeg import ConversionError, ConverterFault
+from common.audio.transcode import TooLong
+from common.audio.wav import BadWav, EmptyWav, NotWav
+from common.http.app import FunctionApp, answer_as
+
+CONVERTER_RETRY_AFTER_S = 30
+"""Retry-After of a conversion that failed through no fault of the upload (a 503)."""
+
+
+def add_conversion_errors(app: FunctionApp) -> None:
+    """422 when the WAV is at fault, 503 with Retry-After when the converter is."""
+    app.add_error_handler(EmptyWav, answer_as(falcon.HTTPBadRequest, "Missing file"))
+    app.add_error_handler(NotWav, answer_as(falcon.HTTPUnsupportedMediaType, "Not a WAV file"))
+    app.add_error_handler(BadWav, answer_as(falcon.HTTPUnprocessableEntity, "Undecodable WAV"))
+    app.add_error_handler(
+        ConversionError, answer_as(falcon.HTTPUnprocessableEntity, "Undecodable WAV")
+    )
+    app.add_error_handler(TooLong, answer_as(falcon.HTTPUnprocessableEntity, "Audio too long"))
+    app.add_error_handler(
+        ConverterFault,
+        answer_as(
+            falcon.HTTPServiceUnavailable,
+            "Converter unavailable",
+            retry_after=CONVERTER_RETRY_AFTER_S,
+        ),
+    )
+
+
+def quota_exceeded(used: int, size: int | None, quota: int) -> falcon.HTTPError:
+    """507: the user's stored MP3s would pass USER_QUOTA_BYTES; nothing is stored."""
+    this = "nothing more fits" if size is None else f"this MP3 ({size} bytes) does not fit"
+    return falcon.HTTPError(
+        falcon.HTTP_507,
+        title="Quota exceeded",
+        description=f"this user has stored {used} of {quota} bytes; {this}",
+    )
