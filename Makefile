@@ -31,7 +31,7 @@ bench: venv  ## upload/download figures beside bare ffmpeg, one table (needs ngi
 	$(BIN)/python -m bench
 
 screenshot: venv  ## renew docs/screenshot.png: the web page with two records, in headless chromium
-	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/test_web_page.py -k screenshot
+	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/browser/test_web_page.py -k screenshot
 
 lint: venv
 	$(BIN)/ruff check .

@@ -21,13 +21,13 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from bench.client import Gateway, record_path, timed
-from bench.wavgen import seconds_wav, sized_wav
 from common.audio.ffmpeg import EncoderOptions, command
 from common.audio.transcode import transcode
 from common.audio.wav import read_header
 from common.config import Settings
 from devstack.databases import DEFAULT_SERVER_URL, throwaway_database
 from devstack.stack import ROOT, Stack, free_port
+from devstack.wavgen import seconds_wav, sized_wav
 
 GIB = 1 << 30
 MIB = 1 << 20

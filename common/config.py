@@ -3,7 +3,7 @@
 `DECLARED` is the one list of settings: the functions' (`Settings`), gunicorn's
 (deploy/gunicorn_conf.py), the gateway's (nginx/nginx.conf.template) and compose's own, each with
 its default written once. .env.example, docker-compose.yml and the README's settings table repeat
-these defaults for people; tests/test_settings_declared.py fails when one of them drifts.
+these defaults for people; tests/unit/test_settings_declared.py fails when one of them drifts.
 """
 
 from __future__ import annotations

@@ -36,10 +36,10 @@ LONG_RUNNING = ("postgres", *FUNCTIONS, "nginx")
 """Services that stay up (and have a healthcheck); `migrate` runs once and exits."""
 
 END_TO_END_MODULES = (
-    "tests/test_gateway.py",
-    "tests/test_large_upload.py",
-    "tests/test_web_page.py",
-    "tests/test_schema_fuzz.py",
+    "tests/end_to_end/test_gateway.py",
+    "tests/end_to_end/test_large_upload.py",
+    "tests/browser/test_web_page.py",
+    "tests/fuzz/test_schema_fuzz.py",
 )
 """The gateway's end-to-end tests: the same modules that run against the local stack."""
 

@@ -1,8 +1,9 @@
 """Which function serves each path and method: the one route table of the gateway.
 
 nginx/nginx.conf.template routes these in nginx's terms; the dispatcher that stands in for nginx
-(`make run` without nginx) is built from this table, and tests/test_routes.py sends every method
-to every path through both and compares the answers. Reads go to get_record, writes to add_record.
+(`make run` without nginx) is built from this table, and tests/end_to_end/test_routes.py sends
+every method to every path through both and compares the answers. Reads go to get_record, writes
+to add_record.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from typing import Any
 import requests
 
 from devstack.compose import ComposeStack
-from tests.wavs import pcm16
+from tests.helpers import pcm16
 
 
 def new_user(stack: ComposeStack) -> dict[str, str]:

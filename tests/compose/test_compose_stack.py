@@ -17,11 +17,11 @@ from typing import Any
 
 import requests
 
-from bench.wavgen import RATE, write_wav
 from devstack.compose import LONG_RUNNING, ROOT, ComposeStack
 from devstack.routes import FUNCTIONS
+from devstack.wavgen import RATE, write_wav
 from tests.compose.probes import container_ids, digests, new_user, psql, stored, upload
-from tests.wavs import pcm16
+from tests.helpers import pcm16
 
 FFMPEG_MEMORY_BYTES = 1 << 30
 

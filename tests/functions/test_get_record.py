@@ -14,7 +14,7 @@ from falcon.testing import TestClient
 
 from functions.add_record.app import create_app as create_add
 from functions.get_record.app import create_app as create_get
-from tests.wavs import pcm16
+from tests.helpers import pcm16
 
 
 @pytest.fixture

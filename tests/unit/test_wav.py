@@ -16,14 +16,16 @@ from common.audio.wav import (
     read_header,
     sniff,
 )
-from tests.wavs import fmt_chunk, ima_adpcm, pcm8, pcm16, riff, two_fmt_chunks, with_data_size
-
-
-class Trickle(io.BytesIO):
-    """A stream that hands out a few bytes per read, as a socket may."""
-
-    def read(self, size: int | None = -1) -> bytes:
-        return super().read(min(size if size and size > 0 else 7, 7))
+from tests.helpers import (
+    Trickle,
+    fmt_chunk,
+    ima_adpcm,
+    pcm8,
+    pcm16,
+    riff,
+    two_fmt_chunks,
+    with_data_size,
+)
 
 
 def header(data: bytes) -> WavFormat:

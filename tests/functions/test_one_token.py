@@ -14,8 +14,7 @@ from falcon.testing import TestClient
 from sqlalchemy.engine import Engine
 
 from common.storage.db import records
-from tests.forms import multipart
-from tests.wavs import pcm16
+from tests.helpers import multipart, pcm16
 
 WAV = pcm16(0.5, 22050, 1)
 

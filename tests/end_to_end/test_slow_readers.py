@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from bench.wavgen import RATE, write_wav
 from devstack.stack import Stack
+from devstack.wavgen import RATE, write_wav
 from tests.stacks import gateway, needs_nginx
 
 pytestmark = needs_nginx

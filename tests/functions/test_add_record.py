@@ -15,8 +15,7 @@ from sqlalchemy.engine import Engine
 
 from common.storage.db import record_chunks, records
 from functions.add_record.app import create_app
-from tests.forms import multipart
-from tests.wavs import fmt_chunk, pcm16, riff
+from tests.helpers import fmt_chunk, multipart, pcm16, riff, stored_rows
 
 WAV = pcm16(1.0, 44100, 2)
 
@@ -45,14 +44,6 @@ def post_raw(
         body=body,
         headers={"Content-Type": content_type, "Host": "example.org:8080", **headers},
     )
-
-
-def count_records(engine: Engine) -> tuple[int, int]:
-    with engine.connect() as conn:
-        return (
-            conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one(),
-            conn.execute(sa.select(sa.func.count()).select_from(record_chunks)).scalar_one(),
-        )
 
 
 def test_multipart_upload_is_stored(
@@ -130,7 +121,7 @@ def test_multipart_with_bearer_and_file_before_fields(
 def test_file_before_fields_without_bearer_is_400_before_the_file_is_read(
     add_record_client: TestClient, user: dict[str, str], engine: Engine, spool_dir: Path
 ) -> None:
-    before = count_records(engine)
+    before = stored_rows(engine)
     wav = pcm16(30.0)
     result, body = post_file_first(
         add_record_client, {"user": user["id"], "token": user["token"]}, wav
@@ -140,7 +131,7 @@ def test_file_before_fields_without_bearer_is_400_before_the_file_is_read(
     assert "send user and token first" in result.json["description"]
     assert "Authorization: Bearer" in result.json["description"]
     assert body.tell() < len(wav) // 4
-    assert count_records(engine) == before
+    assert stored_rows(engine) == before
     assert list(spool_dir.iterdir()) == []
 
 
@@ -154,12 +145,12 @@ def test_file_before_fields_is_400_without_the_header(
     spool_dir: Path,
     fields: dict[str, str],
 ) -> None:
-    before = count_records(engine)
+    before = stored_rows(engine)
     values = {k: v.replace("U", user["id"]).replace("T", user["token"]) for k, v in fields.items()}
     result, _ = post_file_first(add_record_client, values)
     assert result.status_code == 400, result.text
     assert result.json["title"] == "Credentials after file"
-    assert count_records(engine) == before
+    assert stored_rows(engine) == before
     assert list(spool_dir.iterdir()) == []
 
 
@@ -171,24 +162,24 @@ def test_file_before_fields_with_a_wrong_bearer_is_401_and_leaves_nothing(
     spool_dir: Path,
     token: str,
 ) -> None:
-    before = count_records(engine)
+    before = stored_rows(engine)
     result, _ = post_file_first(
         add_record_client, {"user": user["id"]}, Authorization=f"Bearer {token}"
     )
     assert result.status_code == 401, result.text
     assert result.headers["www-authenticate"] == "Bearer"
-    assert count_records(engine) == before
+    assert stored_rows(engine) == before
     assert list(spool_dir.iterdir()) == []
 
 
 def test_file_before_fields_with_bearer_and_no_user_is_400(
     add_record_client: TestClient, user: dict[str, str], engine: Engine, spool_dir: Path
 ) -> None:
-    before = count_records(engine)
+    before = stored_rows(engine)
     result, _ = post_file_first(add_record_client, {}, Authorization=f"Bearer {user['token']}")
     assert result.status_code == 400, result.text
     assert result.json["description"] == "user is required"
-    assert count_records(engine) == before
+    assert stored_rows(engine) == before
     assert list(spool_dir.iterdir()) == []
 
 
@@ -278,7 +269,7 @@ def test_raw_errors_store_nothing_and_leave_no_file(
     build: Any,
     status: int,
 ) -> None:
-    before = count_records(engine)
+    before = stored_rows(engine)
     params, body, content_type = build(user)
     result = post_raw(add_record_client, params, body, content_type)
     assert result.status_code == status, result.text
@@ -287,7 +278,7 @@ def test_raw_errors_store_nothing_and_leave_no_file(
     if status == 401:
         assert result.headers["www-authenticate"] == "Bearer"
         assert result.json["description"] == "the user or the token is wrong"
-    assert count_records(engine) == before
+    assert stored_rows(engine) == before
     assert list(spool_dir.iterdir()) == []
 
 
@@ -313,7 +304,7 @@ def test_multipart_errors(
     files: list[tuple[str, str, bytes]],
     status: int,
 ) -> None:
-    before = count_records(engine)
+    before = stored_rows(engine)
     values = {
         k: v.replace("U", user["id"]).replace("T", user["token"]) if len(v) == 1 else v
         for k, v in fields.items()
@@ -321,7 +312,7 @@ def test_multipart_errors(
     result = post_multipart(add_record_client, values, files)
     assert result.status_code == status, result.text
     assert result.json["description"]
-    assert count_records(engine) == before
+    assert stored_rows(engine) == before
     assert list(spool_dir.iterdir()) == []
 
 
@@ -368,13 +359,13 @@ def test_a_conversion_past_its_deadline_is_503_with_retry_after(
     settings: Any, engine: Engine, user: dict[str, str], spool_dir: Path
 ) -> None:
     client = TestClient(create_app(replace(settings, ffmpeg_timeout_s=0.05), engine))
-    before = count_records(engine)
+    before = stored_rows(engine)
     result = post_raw(client, {"user": user["id"], "token": user["token"]}, pcm16(30.0, 48000, 2))
     assert result.status_code == 503, result.text
     assert result.headers["retry-after"] == "30"
     assert result.json["title"] == "Converter unavailable"
     assert "longer than 0.05 s" in result.json["description"]
-    assert count_records(engine) == before
+    assert stored_rows(engine) == before
     assert list(spool_dir.iterdir()) == []
 
 

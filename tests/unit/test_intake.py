@@ -10,7 +10,7 @@ import pytest
 
 from common.audio.ffmpeg import ConverterFault
 from functions.add_record.intake import PIECE, LimitedReader, spool
-from tests.wavs import pcm16
+from tests.helpers import pcm16
 
 
 class CountingStream(io.BytesIO):

@@ -12,8 +12,7 @@ import pytest
 
 from common.audio.ffmpeg import EncoderOptions
 from common.audio.transcode import transcode
-from tests.audio import ffmpeg, probe, tone
-from tests.wavs import fmt_chunk, pcm16, riff, with_data_size
+from tests.helpers import ffmpeg, fmt_chunk, lavfi, pcm16, probe, riff, with_data_size
 
 OPTIONS = EncoderOptions(bitrate="128k", timeout_s=60)
 
@@ -21,7 +20,7 @@ OPTIONS = EncoderOptions(bitrate="128k", timeout_s=60)
 def ffmpeg_wav(codec: str, rate: int, channels: int, seconds: float, *extra: str) -> bytes:
     """A WAV written by ffmpeg itself: a tone in the given codec, layout and rate."""
     layout = f"aformat=channel_layouts={channels}c" if channels > 2 else "anull"
-    return tone(
+    return lavfi(
         f"sine=frequency=440:sample_rate={rate}:duration={seconds}",
         "-af",
         layout,

@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from devstack.stack import Stack
+from tests.helpers import pcm16
 from tests.stacks import gateway, needs_nginx
-from tests.wavs import pcm16
 
 pytestmark = needs_nginx
 

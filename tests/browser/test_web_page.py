@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import requests
 
+from tests.helpers import pcm16
 from tests.stacks import Gateway, gateway_under_test, needs_nginx
-from tests.wavs import pcm16
 
 try:
     from playwright.sync_api import (

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from common.config import Settings
 from functions.add_record.app import create_app
-from tests.wavs import pcm16
+from tests.helpers import pcm16
 
 ONE_SECOND = pcm16(1.0)
 

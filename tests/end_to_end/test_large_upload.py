@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench.wavgen import FRAME_BYTES, RATE, write_wav
-from tests.audio import decoded_seconds
+from devstack.wavgen import FRAME_BYTES, RATE, write_wav
+from tests.helpers import decoded_seconds
 from tests.stacks import Gateway, gateway_under_test, needs_nginx
 
 pytestmark = needs_nginx

@@ -9,14 +9,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import sqlalchemy as sa
 from falcon.testing import TestClient
 from sqlalchemy.engine import Engine
 
-from common.storage.db import record_chunks
-from tests.audio import probe
-from tests.forms import multipart
-from tests.wavs import pcm16
+from tests.helpers import multipart, pcm16, probe, stored_rows
 
 
 def upload(
@@ -151,13 +147,7 @@ def test_delete_removes_the_record_and_its_bytes(
     assert result.status_code == 204
     assert result.content == b""
     assert get_record_client.simulate_get("/record", params=params).status_code == 404
-    with engine.connect() as conn:
-        chunks = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(record_chunks)
-            .where(record_chunks.c.record_id == uuid.UUID(record["id"]))
-        ).scalar_one()
-    assert chunks == 0
+    assert stored_rows(engine, uuid.UUID(record["id"])) == (0, 0)
     again = add_record_client.simulate_delete("/record", params=params, headers=auth)
     assert again.status_code == 404
 

@@ -12,8 +12,7 @@ from sqlalchemy.engine import Engine
 
 from common.config import Settings
 from functions.add_record.app import create_app as add_record_app
-from tests.audio import probe
-from tests.wavs import pcm16
+from tests.helpers import pcm16, probe
 
 
 def stored_mp3(

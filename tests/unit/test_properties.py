@@ -11,18 +11,7 @@ from hypothesis import strategies as st
 
 from common.audio.wav import MIN_SAMPLE_RATE, BadWav, EmptyWav, NotWav, read_header
 from functions.get_record.ranges import Unsatisfiable, byte_range
-
-
-class Trickle(io.BytesIO):
-    """A stream handing out at most `step` bytes per read."""
-
-    def __init__(self, data: bytes, step: int) -> None:
-        super().__init__(data)
-        self._step = step
-
-    def read(self, size: int | None = -1) -> bytes:
-        wanted = self._step if size is None or size < 0 else min(size, self._step)
-        return super().read(wanted)
+from tests.helpers import Trickle
 
 
 @settings(max_examples=500)

@@ -24,12 +24,12 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from bench.wavgen import write_wav
 from common.spool import PREFIX
-from common.storage.db import migrate, record_chunks, records
+from common.storage.db import migrate
 from devstack.stack import Stack, free_port, wait_for_port
+from devstack.wavgen import write_wav
+from tests.helpers import pcm16, stored_rows
 from tests.stacks import UNLIMITED, gateway, needs_nginx
-from tests.wavs import pcm16
 
 pytestmark = needs_nginx
 
@@ -61,11 +61,7 @@ def upload(
 def count_rows(database_url: str) -> tuple[int, int]:
     engine = sa.create_engine(database_url)
     try:
-        with engine.connect() as conn:
-            return (
-                conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one(),
-                conn.execute(sa.select(sa.func.count()).select_from(record_chunks)).scalar_one(),
-            )
+        return stored_rows(engine)
     finally:
         engine.dispose()
 

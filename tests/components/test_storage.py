@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from common.storage.accounts import Accounts, NameTaken
-from common.storage.db import create_engine, record_chunks, records, utc_now
+from common.storage.db import create_engine, utc_now
 from common.storage.records import AudioFacts, QuotaExceeded, RecordStore
+from tests.helpers import stored_rows
 
 CHUNK = 256 * 1024
 FACTS = AudioFacts(name="a.wav", channels=2, sample_rate=44100, duration_ms=1000)
@@ -46,20 +46,6 @@ class FailingAfter(io.BytesIO):
         return super().read(size)
 
 
-def rows(db: Engine, record_id: uuid.UUID) -> tuple[int, int]:
-    with db.connect() as conn:
-        return (
-            conn.execute(
-                sa.select(sa.func.count()).select_from(records).where(records.c.id == record_id)
-            ).scalar_one(),
-            conn.execute(
-                sa.select(sa.func.count())
-                .select_from(record_chunks)
-                .where(record_chunks.c.record_id == record_id)
-            ).scalar_one(),
-        )
-
-
 def test_save_and_read_back_any_range(db: Engine, owner: uuid.UUID) -> None:
     data = bytes(range(256)) * 5000
     store = RecordStore(db, CHUNK, utc_now)
@@ -67,7 +53,7 @@ def test_save_and_read_back_any_range(db: Engine, owner: uuid.UUID) -> None:
     record = store.find(record_id, owner)
     assert record is not None
     assert (record.size, record.chunk_bytes) == (len(data), CHUNK)
-    assert rows(db, record_id) == (1, 5)
+    assert stored_rows(db, record_id) == (1, 5)
     for start, stop in [
         (0, len(data)),
         (CHUNK - 1, CHUNK + 1),
@@ -82,7 +68,7 @@ def test_a_failed_copy_leaves_nothing_behind(db: Engine, owner: uuid.UUID) -> No
     store = RecordStore(db, CHUNK, utc_now, new_uuid=lambda: fixed)
     with pytest.raises(OSError, match="disk gone"):
         store.save(owner, FACTS, FailingAfter(bytes(4 * CHUNK), fail_at=2 * CHUNK), QUOTA)
-    assert rows(db, fixed) == (0, 0)
+    assert stored_rows(db, fixed) == (0, 0)
     assert store.find(fixed, owner) is None
 
 

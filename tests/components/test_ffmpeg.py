@@ -24,8 +24,16 @@ from common.audio.ffmpeg import (
 )
 from common.audio.transcode import TooLong, Transcoded, transcode
 from common.audio.wav import BadWav, read_header
-from tests.audio import decoded_seconds, probe
-from tests.wavs import float32, fmt_chunk, ima_adpcm, pcm16, riff, with_data_size
+from tests.helpers import (
+    decoded_seconds,
+    float32,
+    fmt_chunk,
+    ima_adpcm,
+    pcm16,
+    probe,
+    riff,
+    with_data_size,
+)
 
 OPTIONS = EncoderOptions(bitrate="128k", timeout_s=60)
 

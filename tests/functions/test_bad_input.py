@@ -11,24 +11,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from falcon.testing import TestClient
 from sqlalchemy.engine import Engine
 
 from common.config import Settings
-from common.storage.db import record_chunks, records
 from functions.add_record.app import create_app
-from tests.audio import tone
-from tests.forms import multipart
-from tests.wavs import fmt_chunk, ima_adpcm, pcm8, pcm16, riff, two_fmt_chunks
+from tests.helpers import (
+    fmt_chunk,
+    ima_adpcm,
+    lavfi,
+    multipart,
+    pcm8,
+    pcm16,
+    riff,
+    stored_rows,
+    two_fmt_chunks,
+)
 
 WAV = pcm16(0.5, 8000, 1)
 BODIES = [
     ("empty", b"", 400),
     ("text", b"Hello, this is not audio at all.\n", 415),
     ("random-bytes", os.urandom(4096), 415),
-    ("mp3-named-wav", tone("sine=duration=1", "-c:a", "libmp3lame", "-f", "mp3"), 415),
-    ("flac-named-wav", tone("sine=duration=1", "-c:a", "flac", "-f", "flac"), 415),
+    ("mp3-named-wav", lavfi("sine=duration=1", "-c:a", "libmp3lame", "-f", "mp3"), 415),
+    ("flac-named-wav", lavfi("sine=duration=1", "-c:a", "flac", "-f", "flac"), 415),
     ("riff-avi", riff([(b"LIST", bytes(64))], form=b"AVI "), 415),
     ("riff-only-4-bytes", b"RIFF", 422),
     ("truncated-riff-header", b"RIFF\x24\x00\x00", 422),
@@ -68,14 +74,6 @@ def strict_client(settings: Settings, engine: Engine) -> TestClient:
     return TestClient(create_app(replace(settings, max_duration_s=5.0), engine))
 
 
-def stored(engine: Engine) -> tuple[int, int]:
-    with engine.connect() as conn:
-        return (
-            conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one(),
-            conn.execute(sa.select(sa.func.count()).select_from(record_chunks)).scalar_one(),
-        )
-
-
 def assert_refused(result: Any, status: int) -> None:
     assert result.status_code == status, result.text
     assert result.headers["content-type"] == "application/json"
@@ -95,7 +93,7 @@ def test_bad_bodies_are_refused(
     status: int,
     form: str,
 ) -> None:
-    before = stored(engine)
+    before = stored_rows(engine)
     auth = {"Authorization": f"Bearer {user['token']}"}
     if form == "raw":
         result = strict_client.simulate_post(
@@ -110,14 +108,14 @@ def test_bad_bodies_are_refused(
             "/record", body=form, headers={"Content-Type": content_type, **auth}
         )
     assert_refused(result, status)
-    assert stored(engine) == before
+    assert stored_rows(engine) == before
     assert list(spool_dir.iterdir()) == []
 
 
 def test_too_long_audio_is_422_before_it_is_all_sent(
     strict_client: TestClient, user: dict[str, str], engine: Engine
 ) -> None:
-    before = stored(engine)
+    before = stored_rows(engine)
     result = strict_client.simulate_post(
         "/record",
         params={"user": user["id"]},
@@ -126,7 +124,7 @@ def test_too_long_audio_is_422_before_it_is_all_sent(
     )
     assert_refused(result, 422)
     assert result.json["title"] == "Audio too long"
-    assert stored(engine) == before
+    assert stored_rows(engine) == before
 
 
 def test_too_long_streamed_audio_is_caught_too(
@@ -247,7 +245,7 @@ def test_headers_that_lie_about_the_work_are_422(
     body: bytes,
     reason: str,
 ) -> None:
-    before = stored(engine)
+    before = stored_rows(engine)
     result = add_record_client.simulate_post(
         "/record",
         params={"user": user["id"], "name": f"{case}.wav"},
@@ -256,14 +254,14 @@ def test_headers_that_lie_about_the_work_are_422(
     )
     assert_refused(result, 422)
     assert result.json == {"title": "Undecodable WAV", "description": reason}
-    assert stored(engine) == before
+    assert stored_rows(engine) == before
     assert list(spool_dir.iterdir()) == []
 
 
 def test_a_byte_rate_claiming_microseconds_does_not_pass_the_limit(
     strict_client: TestClient, user: dict[str, str], engine: Engine, spool_dir: Path
 ) -> None:
-    before = stored(engine)
+    before = stored_rows(engine)
     result = strict_client.simulate_post(
         "/record",
         params={"user": user["id"]},
@@ -272,5 +270,5 @@ def test_a_byte_rate_claiming_microseconds_does_not_pass_the_limit(
     )
     assert_refused(result, 422)
     assert result.json["title"] == "Audio too long"
-    assert stored(engine) == before
+    assert stored_rows(engine) == before
     assert list(spool_dir.iterdir()) == []

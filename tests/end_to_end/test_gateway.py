@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.audio import decoded_seconds, probe
+from tests.helpers import decoded_seconds, pcm16, probe
 from tests.stacks import Gateway, gateway_under_test, needs_nginx
-from tests.wavs import pcm16
 
 pytestmark = needs_nginx
 

@@ -11,7 +11,7 @@ import requests
 
 from common.storage.db import migrate
 from devstack.stack import Stack, free_port
-from tests.wavs import pcm16
+from tests.helpers import pcm16
 
 
 @pytest.mark.parametrize(
