@@ -1,7 +1,8 @@
-"""The upload spool: one temporary directory per upload, named after the worker that owns it.
+"""Temporary directories owned by a process: named after its pid, swept once it is dead.
 
-A worker killed mid-upload (SIGKILL, OOM) cannot clean up after itself; the next worker to start
-removes every spool directory whose owner is no longer alive.
+add_record gives each upload one (the spool); gunicorn's master one for its workers' metrics. A
+process killed mid-way (SIGKILL, OOM) cannot clean up after itself: the next one to start removes
+every such directory whose owner is no longer alive.
 """
 
 from __future__ import annotations
@@ -14,19 +15,24 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 PREFIX = "audiosvc-upload-"
-_OWNED = re.compile(rf"^{PREFIX}(\d+)-")
 
 
 def upload_directory(spool_dir: str) -> AbstractContextManager[str]:
     """A fresh directory for one upload, removed when the block ends (on every path)."""
-    return tempfile.TemporaryDirectory(prefix=f"{PREFIX}{os.getpid()}-", dir=spool_dir)
+    return tempfile.TemporaryDirectory(prefix=owned_prefix(PREFIX), dir=spool_dir)
 
 
-def sweep(spool_dir: str) -> list[Path]:
-    """Remove the spool directories of dead workers; returns what was removed."""
+def owned_prefix(prefix: str) -> str:
+    """`prefix` with this process's pid: what `sweep` reads the owner from."""
+    return f"{prefix}{os.getpid()}-"
+
+
+def sweep(parent: str, prefix: str = PREFIX) -> list[Path]:
+    """Remove the directories of dead owners below `parent`; returns what was removed."""
+    owned = re.compile(rf"^{re.escape(prefix)}(\d+)-")
     removed = []
-    for path in Path(spool_dir).glob(f"{PREFIX}*"):
-        match = _OWNED.match(path.name)
+    for path in Path(parent).glob(f"{prefix}*"):
+        match = owned.match(path.name)
         if match and path.is_dir() and not _alive(int(match.group(1))):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)

@@ -7,7 +7,6 @@ conversion in a thread never trips the worker timeout. Each value is a declared 
 (common/config.py); unset or empty means the default.
 """
 
-import glob
 import multiprocessing
 import os
 import shutil
@@ -15,6 +14,7 @@ import tempfile
 from typing import Any
 
 from common.config import declared
+from common.spool import owned_prefix, sweep
 
 _SETTINGS = {
     name: os.environ.get(name) or default for name, default in declared("gunicorn").items()
@@ -49,27 +49,21 @@ control_socket_disable = True
 def on_starting(server: Any) -> None:
     """Give the workers an empty directory for prometheus_client's multiprocess metrics.
 
-    Without PROMETHEUS_MULTIPROC_DIR, a directory of this master's own, named after its pid, is made
-    in the temp dir and removed at exit; those of masters that died without exiting are swept here.
+    Without PROMETHEUS_MULTIPROC_DIR, a directory of this master's own is made in the temp dir and
+    removed at exit; those of masters that died without exiting are swept here (common/spool.py).
     """
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         shutil.rmtree(directory, ignore_errors=True)
         os.makedirs(directory, exist_ok=True)
         return
-    for stale in glob.glob(os.path.join(tempfile.gettempdir(), f"{_METRICS_PREFIX}*")):
-        pid = stale.rsplit("-", 1)[1]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
-    own = os.path.join(tempfile.gettempdir(), f"{_METRICS_PREFIX}{os.getpid()}")
-    shutil.rmtree(own, ignore_errors=True)
-    os.makedirs(own)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = own
+    sweep(tempfile.gettempdir(), _METRICS_PREFIX)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=owned_prefix(_METRICS_PREFIX))
 
 
 def on_exit(server: Any) -> None:
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
-    if os.path.basename(directory) == f"{_METRICS_PREFIX}{os.getpid()}":
+    if os.path.basename(directory).startswith(owned_prefix(_METRICS_PREFIX)):
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -77,13 +71,3 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess  # noqa: PLC0415 - the master never imports it early
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

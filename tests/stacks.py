@@ -8,12 +8,14 @@ that command started instead; the keyword settings below are then those of its e
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
+import requests
 
 from devstack.compose import ComposeStack
 from devstack.stack import Stack, free_port
@@ -82,3 +84,23 @@ def gateway_under_test(request: pytest.FixtureRequest, **env: str) -> Iterator[G
     directory = request.getfixturevalue("tmp_path_factory").mktemp(request.module.__name__)
     with gateway(directory, request.getfixturevalue("database_url"), **env) as stack:
         yield stack
+
+
+def new_user(stack: Gateway) -> dict[str, str]:
+    """A fresh account through the gateway: its id and token."""
+    result = requests.post(f"{stack.url}/user", json={"name": f"u-{uuid.uuid4()}"}, timeout=30)
+    assert result.status_code == 201, result.text
+    return dict(result.json())
+
+
+def upload(
+    stack: Gateway, user: dict[str, str], wav: Any, timeout: float = 300
+) -> requests.Response:
+    """A raw upload through the gateway, the token as Bearer; `wav` is bytes or a file."""
+    return requests.post(
+        f"{stack.url}/record",
+        params={"user": user["id"], "name": "take.wav"},
+        data=wav,
+        headers={"Content-Type": "audio/wav", "Authorization": f"Bearer {user['token']}"},
+        timeout=timeout,
+    )

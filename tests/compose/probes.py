@@ -3,31 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
-from typing import Any
 
 import requests
 
 from devstack.compose import ComposeStack
 from tests.helpers import pcm16
-
-
-def new_user(stack: ComposeStack) -> dict[str, str]:
-    result = requests.post(f"{stack.url}/user", json={"name": f"c-{uuid.uuid4()}"}, timeout=30)
-    assert result.status_code == 201, result.text
-    return dict(result.json())
-
-
-def upload(
-    stack: ComposeStack, user: dict[str, str], wav: Any, timeout: float = 300
-) -> requests.Response:
-    return requests.post(
-        f"{stack.url}/record",
-        params={"user": user["id"], "name": "take.wav"},
-        data=wav,
-        headers={"Content-Type": "audio/wav", "Authorization": f"Bearer {user['token']}"},
-        timeout=timeout,
-    )
+from tests.stacks import upload
 
 
 def stored(stack: ComposeStack, user: dict[str, str], seconds: float = 1.0) -> str:

@@ -20,8 +20,9 @@ import requests
 from devstack.compose import LONG_RUNNING, ROOT, ComposeStack
 from devstack.routes import FUNCTIONS
 from devstack.wavgen import RATE, write_wav
-from tests.compose.probes import container_ids, digests, new_user, psql, stored, upload
+from tests.compose.probes import container_ids, digests, psql, stored
 from tests.helpers import pcm16
+from tests.stacks import new_user, upload
 
 FFMPEG_MEMORY_BYTES = 1 << 30
 

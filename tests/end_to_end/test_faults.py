@@ -29,7 +29,7 @@ from common.storage.db import migrate
 from devstack.stack import Stack, free_port, wait_for_port
 from devstack.wavgen import write_wav
 from tests.helpers import pcm16, stored_rows
-from tests.stacks import UNLIMITED, gateway, needs_nginx
+from tests.stacks import UNLIMITED, gateway, needs_nginx, new_user, upload
 
 pytestmark = needs_nginx
 
@@ -38,24 +38,6 @@ pytestmark = needs_nginx
 def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with gateway(tmp_path_factory.mktemp("faults"), database_url, **UNLIMITED) as stack:
         yield stack
-
-
-def new_user(stack: Stack) -> dict[str, str]:
-    result = requests.post(f"{stack.url}/user", json={"name": f"f-{uuid.uuid4()}"}, timeout=10)
-    assert result.status_code == 201, result.text
-    return dict(result.json())
-
-
-def upload(
-    stack: Stack, user: dict[str, str], data: bytes | Any, timeout: float = 120
-) -> requests.Response:
-    return requests.post(
-        f"{stack.url}/record",
-        params={"user": user["id"]},
-        data=data,
-        headers={"Content-Type": "audio/wav", "Authorization": f"Bearer {user['token']}"},
-        timeout=timeout,
-    )
 
 
 def count_rows(database_url: str) -> tuple[int, int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import requests
 
 from devstack.wavgen import FRAME_BYTES, RATE, write_wav
 from tests.helpers import decoded_seconds
-from tests.stacks import Gateway, gateway_under_test, needs_nginx
+from tests.stacks import Gateway, gateway_under_test, needs_nginx, new_user, upload
 
 pytestmark = needs_nginx
 
@@ -27,17 +26,8 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Gateway]:
 def test_a_110_mb_wav_converts_whole(stack: Gateway, tmp_path: Path) -> None:
     wav = write_wav(tmp_path / "long.wav", FRAMES)
     assert wav.stat().st_size > 100_000_000
-    user = requests.post(
-        f"{stack.url}/user", json={"name": f"big-{uuid.uuid4()}"}, timeout=10
-    ).json()
     with wav.open("rb") as body:
-        created = requests.post(
-            f"{stack.url}/record",
-            params={"user": user["id"]},
-            data=body,
-            headers={"Content-Type": "audio/wav", "Authorization": f"Bearer {user['token']}"},
-            timeout=300,
-        )
+        created = upload(stack, new_user(stack), body)
     assert created.status_code == 201, created.text
     mp3 = tmp_path / "long.mp3"
     with requests.get(created.json()["url"], stream=True, timeout=60) as download:

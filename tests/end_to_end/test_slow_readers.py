@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import socket
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +16,7 @@ import requests
 
 from devstack.stack import Stack
 from devstack.wavgen import RATE, write_wav
-from tests.stacks import gateway, needs_nginx
+from tests.stacks import gateway, needs_nginx, new_user, upload
 
 pytestmark = needs_nginx
 
@@ -40,16 +39,10 @@ def big_record(
     stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[dict[str, str], str]:
     """A user and the URL of an MP3 far larger than every buffer between nginx and a client."""
-    user = requests.post(f"{stack.url}/user", json={"name": f"r-{uuid.uuid4()}"}, timeout=10).json()
+    user = new_user(stack)
     wav = write_wav(tmp_path_factory.mktemp("wav") / "long.wav", 600 * RATE)
     with wav.open("rb") as body:
-        created = requests.post(
-            f"{stack.url}/record",
-            params={"user": user["id"]},
-            data=body,
-            headers={"Content-Type": "audio/wav", "Authorization": f"Bearer {user['token']}"},
-            timeout=120,
-        )
+        created = upload(stack, user, body)
     assert created.status_code == 201, created.text
     return user, created.json()["url"]
 

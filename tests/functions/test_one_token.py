@@ -9,19 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from falcon.testing import TestClient
 from sqlalchemy.engine import Engine
 
-from common.storage.db import records
-from tests.helpers import multipart, pcm16
+from tests.helpers import multipart, pcm16, stored_rows
 
 WAV = pcm16(0.5, 22050, 1)
-
-
-def stored(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(records)).scalar_one())
 
 
 def assert_invalid_request(result: Any) -> None:
@@ -67,10 +60,10 @@ def test_raw_upload_with_two_different_tokens_is_400(
     spool_dir: Path,
     other: str,
 ) -> None:
-    before = stored(engine)
+    before = stored_rows(engine)
     assert_invalid_request(post_raw(add_record_client, user, other, **bearer(user["token"])))
     assert_invalid_request(post_raw(add_record_client, user, user["token"], **bearer(other)))
-    assert stored(engine) == before
+    assert stored_rows(engine) == before
     assert list(spool_dir.iterdir()) == []
 
 
@@ -85,20 +78,20 @@ def test_raw_upload_with_the_same_token_twice_is_served(
 def test_multipart_with_a_header_and_a_field_that_differ_is_400(
     add_record_client: TestClient, user: dict[str, str], engine: Engine, spool_dir: Path
 ) -> None:
-    before = stored(engine)
+    before = stored_rows(engine)
     result = post_form(add_record_client, user, str(uuid.uuid4()), **bearer(user["token"]))
     assert_invalid_request(result)
-    assert stored(engine) == before
+    assert stored_rows(engine) == before
     assert list(spool_dir.iterdir()) == []
 
 
 def test_multipart_with_a_field_and_a_parameter_that_differ_is_400(
     add_record_client: TestClient, user: dict[str, str], engine: Engine
 ) -> None:
-    before = stored(engine)
+    before = stored_rows(engine)
     result = post_form(add_record_client, user, user["token"], {"token": str(uuid.uuid4())})
     assert_invalid_request(result)
-    assert stored(engine) == before
+    assert stored_rows(engine) == before
 
 
 def test_multipart_with_the_same_token_in_header_and_field_is_served(
