@@ -142,15 +142,16 @@ def test_another_users_record_is_404(stack: Gateway, account: dict[str, str]) ->
 
 def error_requests(
     url: str, account: dict[str, str], upload_limit: int
-) -> list[tuple[str, dict[str, Any], int]]:
+) -> list[tuple[str, dict[str, Any], int, str]]:
     auth = {"user": account["id"], "token": account["token"]}
     return [
         (
             "POST",
             {"url": f"{url}/user", "data": b"{", "headers": {"Content-Type": "application/json"}},
             400,
+            "not valid JSON",
         ),
-        ("POST", {"url": f"{url}/user", "json": {"name": "x" * 65}}, 400),
+        ("POST", {"url": f"{url}/user", "json": {"name": "x" * 65}}, 400, "at most 64 characters"),
         (
             "POST",
             {
@@ -159,6 +160,7 @@ def error_requests(
                 "headers": {"Content-Type": "application/json"},
             },
             400,
+            "nested too deeply",
         ),
         (
             "POST",
@@ -168,11 +170,22 @@ def error_requests(
                 "headers": {"Content-Type": "application/json"},
             },
             400,
+            "not valid UTF-8",
         ),
-        ("POST", {"url": f"{url}/user", "json": {"name": "\ud800"}}, 400),
-        ("POST", {"url": f"{url}/user", "json": {"name": "a\u202eb"}}, 400),
-        ("POST", {"url": f"{url}/user", "data": b"name=x"}, 415),
-        ("POST", {"url": f"{url}/user", "json": {"name": "x", "pad": "x" * 70000}}, 413),
+        ("POST", {"url": f"{url}/user", "json": {"name": "\ud800"}}, 400, "lone surrogates"),
+        (
+            "POST",
+            {"url": f"{url}/user", "json": {"name": "a\u202eb"}},
+            400,
+            "bidirectional controls",
+        ),
+        ("POST", {"url": f"{url}/user", "data": b"name=x"}, 415, "application/json"),
+        (
+            "POST",
+            {"url": f"{url}/user", "json": {"name": "x", "pad": "x" * 70000}},
+            413,
+            "larger than this path allows",
+        ),
         (
             "POST",
             {
@@ -182,6 +195,7 @@ def error_requests(
                 "headers": {"Content-Type": "audio/wav"},
             },
             400,
+            "user is required",
         ),
         (
             "POST",
@@ -192,6 +206,7 @@ def error_requests(
                 "headers": {"Content-Type": "audio/wav"},
             },
             401,
+            "the user or the token is wrong",
         ),
         (
             "POST",
@@ -202,6 +217,7 @@ def error_requests(
                 "headers": {"Content-Type": "audio/wav"},
             },
             415,
+            "not a RIFF/WAVE file",
         ),
         (
             "POST",
@@ -212,6 +228,7 @@ def error_requests(
                 "headers": {"Content-Type": "audio/wav"},
             },
             422,
+            "no fmt chunk",
         ),
         (
             "POST",
@@ -222,39 +239,64 @@ def error_requests(
                 "headers": {"Content-Type": "audio/wav"},
             },
             413,
+            "may be at most",
         ),
-        ("GET", {"url": f"{url}/record", "params": {"id": "nope"}}, 400),
+        ("GET", {"url": f"{url}/record", "params": {"id": "nope"}}, 400, "id must be a UUID"),
         (
             "GET",
             {"url": f"{url}/record", "params": {"id": str(uuid.uuid4()), "user": account["id"]}},
             404,
+            "no such record for this user",
         ),
-        ("GET", {"url": f"{url}/elsewhere"}, 404),
-        ("PUT", {"url": f"{url}/record"}, 405),
-        ("DELETE", {"url": f"{url}/user"}, 405),
-        ("POST", {"url": f"{url}/records"}, 405),
-        ("POST", {"url": f"{url}/"}, 405),
-        ("DELETE", {"url": f"{url}/static/index.html"}, 405),
-        ("GET", {"url": f"{url}/records", "params": {"user": account["id"]}}, 401),
-        ("GET", {"url": f"{url}/records", "params": {**auth, "limit": "0"}}, 400),
-        ("GET", {"url": f"{url}/records", "params": {**auth, "limit": "9" * 5000}}, 400),
+        ("GET", {"url": f"{url}/elsewhere"}, 404, "no such path"),
+        ("PUT", {"url": f"{url}/record"}, 405, "not allowed on this path"),
+        ("DELETE", {"url": f"{url}/user"}, 405, "not allowed on this path"),
+        ("POST", {"url": f"{url}/records"}, 405, "not allowed on this path"),
+        ("POST", {"url": f"{url}/"}, 405, "not allowed on this path"),
+        ("DELETE", {"url": f"{url}/static/index.html"}, 405, "not allowed on this path"),
+        (
+            "GET",
+            {"url": f"{url}/records", "params": {"user": account["id"]}},
+            401,
+            "the user or the token is wrong",
+        ),
+        (
+            "GET",
+            {"url": f"{url}/records", "params": {**auth, "limit": "0"}},
+            400,
+            "limit must be an integer",
+        ),
+        (
+            "GET",
+            {"url": f"{url}/records", "params": {**auth, "limit": "9" * 5000}},
+            400,
+            "limit must be an integer",
+        ),
         (
             "DELETE",
             {"url": f"{url}/record", "params": {"id": str(uuid.uuid4()), "user": account["id"]}},
             401,
+            "the user or the token is wrong",
         ),
-        ("DELETE", {"url": f"{url}/record", "params": {**auth, "id": str(uuid.uuid4())}}, 404),
+        (
+            "DELETE",
+            {"url": f"{url}/record", "params": {**auth, "id": str(uuid.uuid4())}},
+            404,
+            "no such record for this user",
+        ),
     ]
 
 
 def test_every_error_is_json_with_a_reason(stack: Gateway, account: dict[str, str]) -> None:
-    for method, kwargs, status in error_requests(stack.url, account, stack.max_upload_bytes):
+    for method, kwargs, status, reason in error_requests(
+        stack.url, account, stack.max_upload_bytes
+    ):
         result = requests.request(method, timeout=30, **kwargs)
         assert result.status_code == status, (method, kwargs["url"], result.text)
         assert result.headers["Content-Type"].startswith("application/json")
         body = result.json()
         assert body["title"], body
-        assert body["description"], body
+        assert reason in body["description"], (kwargs["url"], body)
         if status == 401:
             assert result.headers["WWW-Authenticate"] == "Bearer"
         if status == 405:
