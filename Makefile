@@ -7,7 +7,7 @@ PORT ?= 8080
 TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 export TEST_DATABASE_URL
 
-.PHONY: run test migrate lint check-containers bench screenshot venv clean \
+.PHONY: run test migrate lint check-containers bench amplification screenshot venv clean \
 	compose-up compose-down compose-purge compose-test
 
 venv: $(VENV)/.installed
@@ -29,6 +29,9 @@ test: venv  ## the whole suite against TEST_DATABASE_URL, in a throwaway databas
 
 bench: venv  ## upload/download figures beside bare ffmpeg, one table (needs nginx, ffmpeg, wrk)
 	$(BIN)/python -m bench
+
+amplification: venv  ## worst stored MP3 bytes and conversion seconds per uploaded byte, by codec
+	$(BIN)/python -m bench.amplification
 
 screenshot: venv  ## renew docs/screenshot.png: the web page with two records, in headless chromium
 	UPDATE_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/browser/test_web_page.py -k screenshot

@@ -5,7 +5,8 @@ upload is not seekable: it goes on to ffmpeg as it arrives). The header's sizes 
 WAV written while streaming says 0 or 0xFFFFFFFF, a truncated one claims more than it has; the
 audio actually present is what counts, and it is counted as it passes. Nor are its rates: only
 uncompressed audio has a length that follows from its bytes; for the rest, ffmpeg's count decides.
-Only the first `fmt ` chunk counts, as for ffmpeg: a WAV with two is refused.
+Only the first `fmt ` chunk counts, as for ffmpeg: a WAV with two is refused; so is a codec that
+is not one of ACCEPTED_CODECS.
 """
 
 from __future__ import annotations
@@ -17,6 +18,18 @@ from typing import Protocol
 WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 _UNCOMPRESSED = frozenset({0x0001, 0x0003, 0x0006, 0x0007})
 """PCM, IEEE float, A-law, mu-law: a block per frame, whatever the header's byte rate says."""
+ACCEPTED_CODECS = {
+    0x0001: "PCM",
+    0x0003: "IEEE float",
+    0x0006: "A-law",
+    0x0007: "mu-law",
+    0x0002: "MS ADPCM",
+    0x0011: "IMA ADPCM",
+}
+"""Codecs whose sample rate and channels are the header's, so the 1 kHz floor and the bitrate cap
+bound what a byte can become (at most about 32 bytes of MP3 per uploaded byte). Codecs that carry
+their own rate inside the audio (FLAC, AAC, MP3 in WAV) turned 1,088 bytes into a 4-hour, 346 MB
+MP3 (bench/amplification.py), and are not WAV recordings a person makes: refused (422)."""
 MIN_SAMPLE_RATE = 1000
 """Below this no real recording is made; above it, a few bytes cannot claim hours of audio."""
 STREAMING_SIZES = (0, 0xFFFFFFFF)
@@ -132,6 +145,11 @@ def _format(container: str, fmt: bytes, data_offset: int, declared: int) -> WavF
     format_tag, channels, sample_rate, _, block_align, bits = struct.unpack_from("<HHIIHH", fmt)
     if format_tag == WAVE_FORMAT_EXTENSIBLE and len(fmt) >= 26:
         format_tag = struct.unpack_from("<H", fmt, 24)[0]
+    if format_tag not in ACCEPTED_CODECS:
+        raise BadWav(
+            f"the WAV's codec (format tag 0x{format_tag:04X}) is not accepted: send "
+            + ", ".join(ACCEPTED_CODECS.values())
+        )
     if channels == 0:
         raise BadWav("the WAV declares zero channels")
     if sample_rate < MIN_SAMPLE_RATE:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -106,11 +107,22 @@ def test_zero_samples_is_bad_wav(tmp_path: Path) -> None:
     assert ffmpeg_processes() == ""
 
 
-def test_unknown_codec_is_a_conversion_error_with_a_reason(tmp_path: Path) -> None:
+def test_a_codec_outside_the_accepted_ones_is_refused_before_ffmpeg_runs(tmp_path: Path) -> None:
     data = riff([(b"fmt ", fmt_chunk(0x1234, 1, 8000, 16)), (b"data", bytes(16000))])
-    with pytest.raises(ConversionError, match="could not be decoded") as raised:
+    with pytest.raises(BadWav, match=r"codec \(format tag 0x1234\) is not accepted"):
         run(tmp_path, data)
-    assert len(raised.value.reason) < 400
+    assert not (tmp_path / "out.mp3").exists()
+
+
+def test_undecodable_audio_is_a_conversion_error_with_a_reason(tmp_path: Path) -> None:
+    """MS ADPCM blocks whose predictor index (7) is out of range: ffmpeg refuses to decode them."""
+    coefficients = [(256, 0), (512, -256), (0, 0), (192, 64), (240, 0), (460, -208), (392, -232)]
+    extension = struct.pack("<HH", 500, 7) + b"".join(struct.pack("<hh", *c) for c in coefficients)
+    fmt = struct.pack("<HHIIHHH", 2, 1, 8000, 4096, 256, 4, len(extension)) + extension
+    data = riff([(b"fmt ", fmt), (b"data", b"\x07" * 2560)])
+    with pytest.raises(ConversionError) as raised:
+        run(tmp_path, data)
+    assert 0 < len(raised.value.reason) < 400
     assert ffmpeg_processes() == ""
 
 

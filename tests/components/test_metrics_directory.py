@@ -21,6 +21,7 @@ def test_the_metrics_directory_lives_as_long_as_its_master(
     stack.start_function("create_user")
     try:
         stack.wait_function("create_user")
+        assert "ok" in stack.function_get("create_user", "/healthz")  # a worker answers: all set up
         (own,) = METRICS.glob(f"audiosvc-metrics-{stack.processes['create_user'].pid}-*")
         assert own.is_dir()
         assert not stale.exists(), "a dead master's directory was left"

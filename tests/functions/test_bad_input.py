@@ -57,6 +57,16 @@ BODIES = [
         422,
     ),
     (
+        "mp3-in-wav",
+        lavfi("sine=duration=1", "-c:a", "libmp3lame", "-b:a", "32k", "-f", "wav"),
+        422,
+    ),
+    (
+        "flac-in-wav",
+        lavfi("sine=duration=1", "-c:a", "flac", "-f", "wav"),
+        422,
+    ),
+    (
         "garbage-adpcm",
         riff(
             [
