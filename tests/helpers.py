@@ -8,6 +8,8 @@ import struct
 import subprocess
 import uuid
 import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +184,13 @@ def stored_rows(engine: Engine, record_id: uuid.UUID | None = None) -> tuple[int
         count_chunks = count_chunks.where(record_chunks.c.record_id == record_id)
     with engine.connect() as conn:
         return conn.execute(count_records).scalar_one(), conn.execute(count_chunks).scalar_one()
+
+
+@contextmanager
+def nothing_stored(engine: Engine, spool_dir: Path | None = None) -> Iterator[None]:
+    """The block stores no record and no chunk row, and leaves the spool directory empty."""
+    before = stored_rows(engine)
+    yield
+    assert stored_rows(engine) == before, "a refused upload left rows behind"
+    if spool_dir is not None:
+        assert list(spool_dir.iterdir()) == [], "a refused upload left files in the spool"

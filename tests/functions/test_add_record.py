@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from common.storage.db import record_chunks, records
 from functions.add_record.app import create_app
-from tests.helpers import fmt_chunk, multipart, pcm16, riff, stored_rows
+from tests.helpers import fmt_chunk, multipart, nothing_stored, pcm16, riff
 
 WAV = pcm16(1.0, 44100, 2)
 
@@ -93,94 +93,6 @@ def test_raw_upload_with_token_parameter(
 ) -> None:
     result = post_raw(add_record_client, {"user": user["id"], "token": user["token"]}, WAV)
     assert result.status_code == 201
-
-
-def post_file_first(
-    client: TestClient, fields: dict[str, str], wav: bytes = WAV, **headers: str
-) -> tuple[Any, io.BytesIO]:
-    """A multipart upload whose file part comes before `fields`, and its body as read."""
-    body, content_type = multipart(fields, [("file", "a.wav", wav)], files_first=True)
-    stream = io.BytesIO(body)
-    result = client.simulate_post(
-        "/record",
-        headers={"Content-Type": content_type, "Content-Length": str(len(body)), **headers},
-        extras={"wsgi.input": stream},
-    )
-    return result, stream
-
-
-@pytest.mark.parametrize("token_field", [False, True])
-def test_multipart_with_bearer_and_file_before_fields(
-    add_record_client: TestClient, user: dict[str, str], token_field: bool
-) -> None:
-    fields = {"user": user["id"], **({"token": user["token"]} if token_field else {})}
-    result, _ = post_file_first(add_record_client, fields, Authorization=f"Bearer {user['token']}")
-    assert result.status_code == 201, result.text
-
-
-def test_file_before_fields_without_bearer_is_400_before_the_file_is_read(
-    add_record_client: TestClient, user: dict[str, str], engine: Engine, spool_dir: Path
-) -> None:
-    before = stored_rows(engine)
-    wav = pcm16(30.0)
-    result, body = post_file_first(
-        add_record_client, {"user": user["id"], "token": user["token"]}, wav
-    )
-    assert result.status_code == 400, result.text
-    assert result.json["title"] == "Credentials after file"
-    assert "send user and token first" in result.json["description"]
-    assert "Authorization: Bearer" in result.json["description"]
-    assert body.tell() < len(wav) // 4
-    assert stored_rows(engine) == before
-    assert list(spool_dir.iterdir()) == []
-
-
-@pytest.mark.parametrize(
-    "fields", [{"user": "U"}, {}, {"token": "T"}, {"token": "T", "user": "U"}], ids=str
-)
-def test_file_before_fields_is_400_without_the_header(
-    add_record_client: TestClient,
-    user: dict[str, str],
-    engine: Engine,
-    spool_dir: Path,
-    fields: dict[str, str],
-) -> None:
-    before = stored_rows(engine)
-    values = {k: v.replace("U", user["id"]).replace("T", user["token"]) for k, v in fields.items()}
-    result, _ = post_file_first(add_record_client, values)
-    assert result.status_code == 400, result.text
-    assert result.json["title"] == "Credentials after file"
-    assert stored_rows(engine) == before
-    assert list(spool_dir.iterdir()) == []
-
-
-@pytest.mark.parametrize("token", [str(uuid.uuid4()), "not-a-uuid"])
-def test_file_before_fields_with_a_wrong_bearer_is_401_and_leaves_nothing(
-    add_record_client: TestClient,
-    user: dict[str, str],
-    engine: Engine,
-    spool_dir: Path,
-    token: str,
-) -> None:
-    before = stored_rows(engine)
-    result, _ = post_file_first(
-        add_record_client, {"user": user["id"]}, Authorization=f"Bearer {token}"
-    )
-    assert result.status_code == 401, result.text
-    assert result.headers["www-authenticate"] == "Bearer"
-    assert stored_rows(engine) == before
-    assert list(spool_dir.iterdir()) == []
-
-
-def test_file_before_fields_with_bearer_and_no_user_is_400(
-    add_record_client: TestClient, user: dict[str, str], engine: Engine, spool_dir: Path
-) -> None:
-    before = stored_rows(engine)
-    result, _ = post_file_first(add_record_client, {}, Authorization=f"Bearer {user['token']}")
-    assert result.status_code == 400, result.text
-    assert result.json["description"] == "user is required"
-    assert stored_rows(engine) == before
-    assert list(spool_dir.iterdir()) == []
 
 
 def test_public_base_url_wins(settings: Any, engine: Engine, user: dict[str, str]) -> None:
@@ -269,17 +181,15 @@ def test_raw_errors_store_nothing_and_leave_no_file(
     build: Any,
     status: int,
 ) -> None:
-    before = stored_rows(engine)
-    params, body, content_type = build(user)
-    result = post_raw(add_record_client, params, body, content_type)
-    assert result.status_code == status, result.text
-    assert result.headers["content-type"] == "application/json"
-    assert result.json["description"]
-    if status == 401:
-        assert result.headers["www-authenticate"] == "Bearer"
-        assert result.json["description"] == "the user or the token is wrong"
-    assert stored_rows(engine) == before
-    assert list(spool_dir.iterdir()) == []
+    with nothing_stored(engine, spool_dir):
+        params, body, content_type = build(user)
+        result = post_raw(add_record_client, params, body, content_type)
+        assert result.status_code == status, result.text
+        assert result.headers["content-type"] == "application/json"
+        assert result.json["description"]
+        if status == 401:
+            assert result.headers["www-authenticate"] == "Bearer"
+            assert result.json["description"] == "the user or the token is wrong"
 
 
 @pytest.mark.parametrize(
@@ -304,16 +214,14 @@ def test_multipart_errors(
     files: list[tuple[str, str, bytes]],
     status: int,
 ) -> None:
-    before = stored_rows(engine)
-    values = {
-        k: v.replace("U", user["id"]).replace("T", user["token"]) if len(v) == 1 else v
-        for k, v in fields.items()
-    }
-    result = post_multipart(add_record_client, values, files)
-    assert result.status_code == status, result.text
-    assert result.json["description"]
-    assert stored_rows(engine) == before
-    assert list(spool_dir.iterdir()) == []
+    with nothing_stored(engine, spool_dir):
+        values = {
+            k: v.replace("U", user["id"]).replace("T", user["token"]) if len(v) == 1 else v
+            for k, v in fields.items()
+        }
+        result = post_multipart(add_record_client, values, files)
+        assert result.status_code == status, result.text
+        assert result.json["description"]
 
 
 def test_malformed_multipart_is_400(add_record_client: TestClient) -> None:
@@ -359,14 +267,14 @@ def test_a_conversion_past_its_deadline_is_503_with_retry_after(
     settings: Any, engine: Engine, user: dict[str, str], spool_dir: Path
 ) -> None:
     client = TestClient(create_app(replace(settings, ffmpeg_timeout_s=0.05), engine))
-    before = stored_rows(engine)
-    result = post_raw(client, {"user": user["id"], "token": user["token"]}, pcm16(30.0, 48000, 2))
-    assert result.status_code == 503, result.text
-    assert result.headers["retry-after"] == "30"
-    assert result.json["title"] == "Converter unavailable"
-    assert "longer than 0.05 s" in result.json["description"]
-    assert stored_rows(engine) == before
-    assert list(spool_dir.iterdir()) == []
+    with nothing_stored(engine, spool_dir):
+        result = post_raw(
+            client, {"user": user["id"], "token": user["token"]}, pcm16(30.0, 48000, 2)
+        )
+        assert result.status_code == 503, result.text
+        assert result.headers["retry-after"] == "30"
+        assert result.json["title"] == "Converter unavailable"
+        assert "longer than 0.05 s" in result.json["description"]
 
 
 def test_no_converter_is_503_with_retry_after(

@@ -12,7 +12,7 @@ import pytest
 from falcon.testing import TestClient
 from sqlalchemy.engine import Engine
 
-from tests.helpers import multipart, pcm16, stored_rows
+from tests.helpers import multipart, nothing_stored, pcm16
 
 WAV = pcm16(0.5, 22050, 1)
 
@@ -60,11 +60,9 @@ def test_raw_upload_with_two_different_tokens_is_400(
     spool_dir: Path,
     other: str,
 ) -> None:
-    before = stored_rows(engine)
-    assert_invalid_request(post_raw(add_record_client, user, other, **bearer(user["token"])))
-    assert_invalid_request(post_raw(add_record_client, user, user["token"], **bearer(other)))
-    assert stored_rows(engine) == before
-    assert list(spool_dir.iterdir()) == []
+    with nothing_stored(engine, spool_dir):
+        assert_invalid_request(post_raw(add_record_client, user, other, **bearer(user["token"])))
+        assert_invalid_request(post_raw(add_record_client, user, user["token"], **bearer(other)))
 
 
 def test_raw_upload_with_the_same_token_twice_is_served(
@@ -78,20 +76,17 @@ def test_raw_upload_with_the_same_token_twice_is_served(
 def test_multipart_with_a_header_and_a_field_that_differ_is_400(
     add_record_client: TestClient, user: dict[str, str], engine: Engine, spool_dir: Path
 ) -> None:
-    before = stored_rows(engine)
-    result = post_form(add_record_client, user, str(uuid.uuid4()), **bearer(user["token"]))
-    assert_invalid_request(result)
-    assert stored_rows(engine) == before
-    assert list(spool_dir.iterdir()) == []
+    with nothing_stored(engine, spool_dir):
+        result = post_form(add_record_client, user, str(uuid.uuid4()), **bearer(user["token"]))
+        assert_invalid_request(result)
 
 
 def test_multipart_with_a_field_and_a_parameter_that_differ_is_400(
     add_record_client: TestClient, user: dict[str, str], engine: Engine
 ) -> None:
-    before = stored_rows(engine)
-    result = post_form(add_record_client, user, user["token"], {"token": str(uuid.uuid4())})
-    assert_invalid_request(result)
-    assert stored_rows(engine) == before
+    with nothing_stored(engine):
+        result = post_form(add_record_client, user, user["token"], {"token": str(uuid.uuid4())})
+        assert_invalid_request(result)
 
 
 def test_multipart_with_the_same_token_in_header_and_field_is_served(

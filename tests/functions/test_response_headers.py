@@ -12,7 +12,7 @@ import pytest
 from falcon.testing import TestClient
 from sqlalchemy.engine import Engine
 
-from tests.helpers import pcm16, stored_rows
+from tests.helpers import nothing_stored, pcm16
 
 SECURITY = {
     "x-content-type-options": "nosniff",
@@ -54,19 +54,18 @@ def test_every_function_answer_has_the_security_headers(
 def test_a_forwarded_host_that_is_not_a_host_is_refused_and_never_echoed(
     add_record_client: TestClient, user: dict[str, str], engine: Engine, host: str
 ) -> None:
-    before = stored_rows(engine)
-    result = add_record_client.simulate_post(
-        "/record",
-        params={"user": user["id"]},
-        body=pcm16(0.2),
-        headers={
-            "Content-Type": "audio/wav",
-            "Authorization": f"Bearer {user['token']}",
-            "Host": "gw.test:8080",
-            "X-Forwarded-Host": host,
-        },
-    )
-    assert result.status_code == 400, result.text
-    assert result.json["title"] == "Bad Host header"
-    assert "location" not in result.headers
-    assert stored_rows(engine) == before
+    with nothing_stored(engine):
+        result = add_record_client.simulate_post(
+            "/record",
+            params={"user": user["id"]},
+            body=pcm16(0.2),
+            headers={
+                "Content-Type": "audio/wav",
+                "Authorization": f"Bearer {user['token']}",
+                "Host": "gw.test:8080",
+                "X-Forwarded-Host": host,
+            },
+        )
+        assert result.status_code == 400, result.text
+        assert result.json["title"] == "Bad Host header"
+        assert "location" not in result.headers
