@@ -97,13 +97,12 @@ class Compose:
         return env
 
     def run(
-        self, *args: str, check: bool = True, timeout: float = 600, stdin: bytes | None = None
+        self, *args: str, check: bool = True, timeout: float = 600
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             self.command(*args),
             env=self.env,
             cwd=ROOT,
-            input=stdin.decode("latin-1") if stdin is not None else None,
             capture_output=True,
             text=True,
             timeout=timeout,

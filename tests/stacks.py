@@ -27,10 +27,6 @@ needs_nginx = pytest.mark.skipif(
     reason="nginx is not installed: apt-get install nginx (.ci/run does) for the end-to-end tests",
 )
 
-local_only = pytest.mark.skipif(
-    COMPOSE_STACK is not None, reason="runs against the local stack only (make test)"
-)
-
 UNLIMITED = {
     "USER_RATE_LIMIT": "100000r/s",
     "UPLOAD_RATE_LIMIT": "100000r/s",

@@ -162,8 +162,9 @@ class Encoder:
             self._stderr.close()
             raise ConverterUnavailable(f"{options.ffmpeg_path} is not installed") from None
         self._stdin: IO[bytes] = self._process.stdin  # type: ignore[assignment]
-        # Set from here rather than in the child (preexec_fn is not safe in a threaded worker);
-        # ffmpeg does nothing before its first input bytes, which come only after this.
+        # Set from here rather than in the child (preexec_fn is not safe in a threaded worker).
+        # ffmpeg may still be loading its libraries then, which fit in any FFMPEG_MEMORY_BYTES
+        # allowed; no input byte reaches it before the limits are in place.
         for limit, value in options.limits().items():
             with contextlib.suppress(ProcessLookupError):
                 resource.prlimit(self._process.pid, limit, (value, value))

@@ -94,6 +94,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy URL (postgresql+psycopg://...) as psycopg's own connection string."""
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 class NotUtf8Error(RuntimeError):
     """The database cannot hold every name the service accepts (any script, Cyrillic too)."""
 
@@ -102,8 +107,7 @@ def require_utf8(url: str) -> None:
     """Refuse a PostgreSQL database whose encoding is not UTF8 (SQL_ASCII, LATIN1, ...)."""
     # psycopg directly: on such a database text arrives as bytes, which SQLAlchemy's own start-up
     # queries (the server version) cannot even parse.
-    libpq_url = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(libpq_url, connect_timeout=10) as conn:
+    with psycopg.connect(libpq_url(url), connect_timeout=10) as conn:
         row = conn.execute("SHOW server_encoding").fetchone()
     value = row[0] if row else b""
     encoding = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
@@ -139,9 +143,8 @@ def grant_app_role(url: str, role: str, password: str) -> None:
     table a migration adds is granted on the next run. The role owns nothing and cannot change the
     schema (no CREATE on it since PostgreSQL 15), create roles or databases, or read yoyo's tables.
     """
-    libpq_url = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     name = psycopg.sql.Identifier(role)
-    with psycopg.connect(libpq_url, autocommit=True, connect_timeout=10) as conn:
+    with psycopg.connect(libpq_url(url), autocommit=True, connect_timeout=10) as conn:
         if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone() is None:
             conn.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN").format(name))
         conn.execute(

@@ -21,7 +21,7 @@ from common.spool import sweep, upload_directory
 from common.storage.accounts import Accounts
 from common.storage.db import create_engine, utc_now
 from common.storage.records import AudioFacts, QuotaExceeded, RecordStore
-from functions.add_record.errors import add_conversion_errors, quota_exceeded
+from functions.add_record.errors import QuotaExceededError, add_conversion_errors
 from functions.add_record.intake import open_upload
 
 
@@ -41,7 +41,7 @@ class Records:
                 user_id = req.context.user_id = upload.user_id
                 authenticate(self._accounts, user_id, upload.token)
                 if (used := self._store.used_bytes(user_id)) >= quota:
-                    raise quota_exceeded(used, None, quota)
+                    raise QuotaExceededError(used, None, quota)
                 with conversion_timer():
                     converted = transcode(
                         upload.wav, mp3_path, self._encoder, title=file_stem(upload.file_name)
@@ -56,7 +56,7 @@ class Records:
                 try:
                     record_id = self._store.save(user_id, facts, mp3, quota)
                 except QuotaExceeded as full:
-                    raise quota_exceeded(full.used, full.size, full.quota) from None
+                    raise QuotaExceededError(full.used, full.size, full.quota) from None
         url = record_url(base, record_id, user_id)
         resp.status = falcon.HTTP_CREATED
         resp.location = url

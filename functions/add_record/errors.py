@@ -32,11 +32,16 @@ def add_conversion_errors(app: FunctionApp) -> None:
     )
 
 
-def quota_exceeded(used: int, size: int | None, quota: int) -> falcon.HTTPError:
-    """507: the user's stored MP3s would pass USER_QUOTA_BYTES; nothing is stored."""
-    this = "nothing more fits" if size is None else f"this MP3 ({size} bytes) does not fit"
-    return falcon.HTTPError(
-        falcon.HTTP_507,
-        title="Quota exceeded",
-        description=f"this user has stored {used} of {quota} bytes; {this}",
-    )
+class QuotaExceededError(falcon.HTTPError):
+    """507: the user's stored MP3s would pass USER_QUOTA_BYTES; nothing is stored.
+
+    `size` is the new MP3's, or None when the user has no room left before any conversion.
+    """
+
+    def __init__(self, used: int, size: int | None, quota: int) -> None:
+        this = "nothing more fits" if size is None else f"this MP3 ({size} bytes) does not fit"
+        super().__init__(
+            falcon.HTTP_507,
+            title="Quota exceeded",
+            description=f"this user has stored {used} of {quota} bytes; {this}",
+        )

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from common.storage.db import grant_app_role, users, utc_now
+from common.storage.db import grant_app_role, libpq_url, users, utc_now
 
 
 @pytest.fixture
@@ -20,9 +20,7 @@ def app_url(database_url: str) -> Iterator[str]:
     grant_app_role(database_url, role, password)  # idempotent: the migrate job runs it each start
     owner = sa.make_url(database_url)
     yield owner.set(username=role, password=password).render_as_string(hide_password=False)
-    with psycopg.connect(
-        owner.set(drivername="postgresql").render_as_string(hide_password=False)
-    ) as conn:
+    with psycopg.connect(libpq_url(database_url)) as conn:
         conn.execute(psycopg.sql.SQL("DROP OWNED BY {}").format(psycopg.sql.Identifier(role)))
         conn.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(role)))
 
@@ -61,9 +59,8 @@ def test_the_role_reads_and_writes_rows(app_url: str) -> None:
     ],
 )
 def test_the_role_can_do_nothing_else(app_url: str, statement: str) -> None:
-    libpq = sa.make_url(app_url).set(drivername="postgresql").render_as_string(hide_password=False)
     with (
-        psycopg.connect(libpq, autocommit=True) as conn,
+        psycopg.connect(libpq_url(app_url), autocommit=True) as conn,
         pytest.raises(psycopg.errors.InsufficientPrivilege),
     ):
         conn.execute(statement)

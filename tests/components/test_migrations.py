@@ -10,7 +10,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from common.storage.db import NotUtf8Error, metadata, migrate
+from common.storage.db import NotUtf8Error, libpq_url, metadata, migrate
 from devstack.databases import DEFAULT_SERVER_URL
 
 
@@ -34,8 +34,7 @@ def test_a_database_not_in_utf8_is_refused_with_the_way_out() -> None:
         url = server.set(database=name).render_as_string(hide_password=False)
         with pytest.raises(NotUtf8Error, match=r"encoded SQL_ASCII.*ENCODING 'UTF8'"):
             migrate(url)
-        libpq_url = server.set(drivername="postgresql", database=name)
-        with psycopg.connect(libpq_url.render_as_string(hide_password=False)) as conn:
+        with psycopg.connect(libpq_url(url)) as conn:
             tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
             assert tables.fetchone() == (0,)
     finally:
