@@ -55,6 +55,17 @@ def children(pid: int) -> list[int]:
     return [int(child) for child in out.split()]
 
 
+def converting_worker(master: int, timeout_s: float = 30) -> tuple[int, int] | None:
+    """(worker, ffmpeg) PIDs of the first gunicorn worker of `master` seen running ffmpeg."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for worker in children(master):
+            for ffmpeg in children(worker):
+                return worker, ffmpeg
+        time.sleep(0.02)
+    return None
+
+
 def test_rate_limits_answer_429_in_json(database_url: str, tmp_path: Path) -> None:
     with gateway(tmp_path, database_url, USER_RATE_LIMIT="1r/s", USER_RATE_BURST="2") as stack:
         answers = [
@@ -126,22 +137,18 @@ def test_ffmpeg_killed_mid_conversion_is_503_and_stores_nothing(
     user = new_user(stack)
     wav = long_wav(tmp_path / "long.wav", 400)
     before = count_rows(database_url)
-    worker_pids = children(stack.processes["add_record"].pid)
+    master = stack.processes["add_record"].pid
 
     def kill_ffmpeg() -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            for worker in worker_pids:
-                for child in children(worker):
-                    os.kill(child, signal.SIGKILL)
-                    return
-            time.sleep(0.02)
+        busy = converting_worker(master)
+        if busy is not None:
+            os.kill(busy[1], signal.SIGKILL)
 
-    killer = threading.Thread(target=kill_ffmpeg)
-    killer.start()
-    with wav.open("rb") as body:
-        result = upload(stack, user, body)
-    killer.join()
+    with ThreadPoolExecutor(1) as pool:
+        killed = pool.submit(kill_ffmpeg)
+        with wav.open("rb") as body:
+            result = upload(stack, user, body)
+        killed.result()
     assert result.status_code == 503, result.text
     assert result.headers["Retry-After"] == "30"
     assert result.json()["title"] == "Converter unavailable"
@@ -160,15 +167,13 @@ def test_add_record_worker_killed_mid_upload(
     master = stack.processes["add_record"].pid
 
     def kill_busy_worker() -> list[Path]:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            for worker in children(master):
-                if children(worker):
-                    left = list(spool.glob(f"{PREFIX}{worker}-*"))
-                    os.kill(worker, signal.SIGKILL)
-                    return left
-            time.sleep(0.02)
-        return []
+        busy = converting_worker(master)
+        if busy is None:
+            return []
+        worker = busy[0]
+        left = list(spool.glob(f"{PREFIX}{worker}-*"))
+        os.kill(worker, signal.SIGKILL)
+        return left
 
     with ThreadPoolExecutor(1) as pool:
         left_behind = pool.submit(kill_busy_worker)
