@@ -15,10 +15,10 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import requests
@@ -32,6 +32,8 @@ from tests.helpers import pcm16, stored_rows
 from tests.stacks import UNLIMITED, gateway, needs_nginx, new_user, upload
 
 pytestmark = needs_nginx
+
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -126,16 +128,28 @@ def test_fifty_concurrent_uploads_from_ten_users(stack: Stack) -> None:
         assert first.headers["ETag"] == f'"{hashlib.sha256(first.content).hexdigest()}"'
 
 
-def long_wav(path: Path, seconds: int) -> Path:
-    return write_wav(path, seconds * 44100)
+@pytest.fixture(scope="module")
+def long_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """400 s of audio: long enough to be caught mid-conversion."""
+    return write_wav(tmp_path_factory.mktemp("long") / "long.wav", 400 * 44100)
+
+
+def upload_during(
+    stack: Stack, user: dict[str, str], wav: Path, fault: Callable[[], T]
+) -> tuple[requests.Response, T]:
+    """Upload `wav` while `fault` runs beside it; the answer and what the fault returned."""
+    with ThreadPoolExecutor(1) as pool:
+        done = pool.submit(fault)
+        with wav.open("rb") as body:
+            result = upload(stack, user, body)
+        return result, done.result()
 
 
 def test_ffmpeg_killed_mid_conversion_is_503_and_stores_nothing(
-    stack: Stack, database_url: str, tmp_path: Path
+    stack: Stack, database_url: str, long_wav: Path
 ) -> None:
     """Not the WAV's fault: the client is told to try again, and nothing is kept."""
     user = new_user(stack)
-    wav = long_wav(tmp_path / "long.wav", 400)
     before = count_rows(database_url)
     master = stack.processes["add_record"].pid
 
@@ -144,11 +158,7 @@ def test_ffmpeg_killed_mid_conversion_is_503_and_stores_nothing(
         if busy is not None:
             os.kill(busy[1], signal.SIGKILL)
 
-    with ThreadPoolExecutor(1) as pool:
-        killed = pool.submit(kill_ffmpeg)
-        with wav.open("rb") as body:
-            result = upload(stack, user, body)
-        killed.result()
+    result, _ = upload_during(stack, user, long_wav, kill_ffmpeg)
     assert result.status_code == 503, result.text
     assert result.headers["Retry-After"] == "30"
     assert result.json()["title"] == "Converter unavailable"
@@ -158,10 +168,10 @@ def test_ffmpeg_killed_mid_conversion_is_503_and_stores_nothing(
 
 
 def test_add_record_worker_killed_mid_upload(
-    stack: Stack, database_url: str, tmp_path: Path
+    stack: Stack, database_url: str, long_wav: Path
 ) -> None:
+    """The gateway answers 502; the next worker sweeps what the dead one spooled."""
     user = new_user(stack)
-    wav = long_wav(tmp_path / "long.wav", 400)
     before = count_rows(database_url)
     spool = Path(stack.env["SPOOL_DIR"])
     master = stack.processes["add_record"].pid
@@ -170,16 +180,11 @@ def test_add_record_worker_killed_mid_upload(
         busy = converting_worker(master)
         if busy is None:
             return []
-        worker = busy[0]
-        left = list(spool.glob(f"{PREFIX}{worker}-*"))
-        os.kill(worker, signal.SIGKILL)
+        left = list(spool.glob(f"{PREFIX}{busy[0]}-*"))
+        os.kill(busy[0], signal.SIGKILL)
         return left
 
-    with ThreadPoolExecutor(1) as pool:
-        left_behind = pool.submit(kill_busy_worker)
-        with wav.open("rb") as body:
-            result = upload(stack, user, body)
-        orphaned = left_behind.result()
+    result, orphaned = upload_during(stack, user, long_wav, kill_busy_worker)
     assert result.status_code == 502
     assert result.json()["title"] == "Bad Gateway"
     assert orphaned, "the killed worker had a spool directory"
