@@ -21,6 +21,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from bench.client import Gateway, record_path, timed
+from bench.throttled import Paced, Slowloris, paced_upload
 from common.audio.ffmpeg import EncoderOptions, command
 from common.audio.transcode import transcode
 from common.audio.wav import read_header
@@ -32,6 +33,10 @@ from devstack.wavgen import seconds_wav, sized_wav
 GIB = 1 << 30
 MIB = 1 << 20
 Row = tuple[str, str, str, str, str]
+CONN_LIMIT_LIFTED = "65535"
+NORMAL_SOURCE = "127.0.0.2"
+SLOWLORIS_SOURCES = [f"127.0.1.{n}" for n in range(1, 31)]
+SLOWLORIS_WAIT_S = 40.0
 
 
 def median(values: list[float]) -> float:
@@ -78,7 +83,7 @@ def piped(wav: Path, out_dir: Path, options: EncoderOptions) -> Callable[[], Non
 
     def run() -> None:
         with wav.open("rb") as source:
-            transcode(source, target, options, wav.stem)
+            transcode(source, target, options, title=wav.stem)
         target.unlink()
 
     return run
@@ -299,6 +304,82 @@ def conversion_path_rows(inputs: Path, scratch: Path, options: EncoderOptions) -
     return rows
 
 
+def throttled_rows(
+    gateway: Gateway, user: dict[str, str], inputs: Path, scratch: Path, options: EncoderOptions
+) -> list[Row]:
+    wav = seconds_wav(inputs, 600)
+    bare = bare_ffmpeg(wav, scratch, options)
+    bandwidths = (10, 20)
+    runs: dict[int, list[Paced]] = {mib_s: [] for mib_s in bandwidths}
+    bare_times = []
+    paced_upload(gateway, user, wav)
+    for _ in range(3):
+        bare_times.append(timed(bare))
+        for mib_s in bandwidths:
+            runs[mib_s].append(paced_upload(gateway, user, wav, mib_s * MIB))
+    ffmpeg = median(bare_times)
+    rows: list[Row] = []
+    for mib_s in bandwidths:
+        transfer = median([run.transfer for run in runs[mib_s]])
+        delay = median([run.delay for run in runs[mib_s]])
+        total = median([run.total for run in runs[mib_s]])
+        beyond = total - max(transfer, ffmpeg)
+        if transfer >= ffmpeg:
+            ok = delay <= 0.3 and total / transfer <= 1.06
+            target = f"network-bound: <= 0.3 s and <= 1.06: {verdict(ok)}"
+        else:
+            target = (
+                f"encoder-bound: response - max(transfer, ffmpeg) = {beyond:.2f} s"
+                f" <= 0.3: {verdict(beyond <= 0.3)}"
+            )
+        rows.append(
+            (
+                f"g. throttled 600 s WAV at {mib_s} MiB/s (3 runs)",
+                f"transfer {transfer:.2f} s",
+                f"after last byte {delay:.2f} s",
+                f"total/transfer {total / transfer:.3f}; bare ffmpeg {ffmpeg:.2f} s",
+                target,
+            )
+        )
+    return rows
+
+
+def slowloris_rows(gateway: Gateway, user: dict[str, str], inputs: Path) -> list[Row]:
+    wav = seconds_wav(inputs, 60)
+
+    def normal_uploads() -> list[float]:
+        return [timed(paced_upload, gateway, user, wav, None, NORMAL_SOURCE) for _ in range(10)]
+
+    for _ in range(3):
+        paced_upload(gateway, user, wav, None, NORMAL_SOURCE)
+    unloaded = median(normal_uploads())
+    with Slowloris(gateway, user, wav, SLOWLORIS_SOURCES) as slowloris:
+        time.sleep(1)
+        loaded = median(normal_uploads())
+        slowloris.wait(slowloris.started + SLOWLORIS_WAIT_S)
+        outcomes, answered_after = slowloris.outcomes()
+    ratio = loaded / unloaded
+    ended = ", ".join(f"{outcome} x{count}" for outcome, count in sorted(outcomes.items()))
+    if answered_after is not None:
+        ended += f" (answers after median {answered_after:.1f} s)"
+    return [
+        (
+            f"h. 60 s WAV uploads beside {len(SLOWLORIS_SOURCES)} slowloris (10 runs each)",
+            f"loaded median {loaded:.3f} s",
+            f"unloaded median {unloaded:.3f} s",
+            f"ratio {ratio:.3f}",
+            f"<= 1.20: {verdict(ratio <= 1.20)}; slowloris by {SLOWLORIS_WAIT_S:.0f} s: {ended}",
+        )
+    ]
+
+
+def start_stack(resources: ExitStack, run_dir: Path, env: dict[str, str]) -> Stack:
+    stack = Stack(run_dir=run_dir, port=free_port(), use_nginx=True, env=env)
+    stack.start()
+    resources.callback(stack.stop)
+    return stack
+
+
 def print_table(rows: list[Row]) -> None:
     headers = ("measurement", "service", "reference", "ratio", "target")
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(5)]
@@ -324,7 +405,7 @@ def main() -> None:
         help="size of the WAV for the memory figures (default 1 GiB)",
     )
     parser.add_argument(
-        "--only", default="abcdef", help="sections to run, e.g. 'ab' (default: all of abcdef)"
+        "--only", default="abcdefgh", help="sections to run, e.g. 'ab' (default: all of abcdefgh)"
     )
     args = parser.parse_args()
     for tool in ("ffmpeg", "wrk") + (() if os.environ.get("BENCH_URL") else ("nginx",)):
@@ -342,27 +423,31 @@ def main() -> None:
     with ExitStack() as resources:
         scratch = Path(resources.enter_context(tempfile.TemporaryDirectory(dir=inputs)))
         stack: Stack | None = None
+        env: dict[str, str] | None = None
         base_url = os.environ.get("BENCH_URL")
         if base_url is None:
             server = os.environ.get("TEST_DATABASE_URL", DEFAULT_SERVER_URL)
             database = resources.enter_context(throwaway_database(server, "audiosvc_bench"))
-            stack = Stack(
-                run_dir=inputs / "stack",
-                port=free_port(),
-                use_nginx=True,
-                env={
-                    "DATABASE_URL": database,
-                    "MAX_UPLOAD_BYTES": str(2 * GIB),
-                    "SPOOL_DIR": str(scratch),
-                    "USER_RATE_LIMIT": "100000r/s",
-                    "UPLOAD_RATE_LIMIT": "100000r/s",
-                },
-            )
-            stack.start()
-            resources.callback(stack.stop)
+            env = {
+                "DATABASE_URL": database,
+                "MAX_UPLOAD_BYTES": str(2 * GIB),
+                "SPOOL_DIR": str(scratch),
+                "USER_RATE_LIMIT": "100000r/s",
+                "UPLOAD_RATE_LIMIT": "100000r/s",
+                "UPLOAD_CONN_LIMIT": CONN_LIMIT_LIFTED,
+            }
+            stack = start_stack(resources, inputs / "stack", env)
             base_url = stack.url
         gateway = Gateway(base_url)
         user = gateway.create_user()
+
+        def default_conn_limit_gateway() -> Gateway:
+            """A stack of its own for h, with the default per-address upload connection limit."""
+            if env is None:
+                return gateway
+            own = {name: value for name, value in env.items() if name != "UPLOAD_CONN_LIMIT"}
+            return Gateway(start_stack(resources, inputs / "stack-h", own).url)
+
         rows: list[Row] = []
         sections: dict[str, Callable[[], list[Row]]] = {
             # POST /user first: the later sections leave PostgreSQL flushing a GiB of writes.
@@ -371,6 +456,8 @@ def main() -> None:
             "b": lambda: throughput_rows(gateway, user, inputs, scratch, options),
             "cd": lambda: memory_and_download_rows(gateway, user, stack, inputs, args.big_bytes),
             "f": lambda: conversion_path_rows(inputs, scratch, options),
+            "g": lambda: throttled_rows(gateway, user, inputs, scratch, options),
+            "h": lambda: slowloris_rows(default_conn_limit_gateway(), user, inputs),
         }
         for letters, section in sections.items():
             if not set(letters) & set(args.only):

@@ -19,8 +19,14 @@ class Gateway:
         parts = urlsplit(base_url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
 
-    def connect(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection(self.host, self.port, timeout=3600)
+    def connect(self, source: str | None = None) -> http.client.HTTPConnection:
+        """A connection to the gateway, from the local address `source` when one is given."""
+        return http.client.HTTPConnection(
+            self.host,
+            self.port,
+            timeout=3600,
+            source_address=None if source is None else (source, 0),
+        )
 
     def created(self, path: str, body: Any, headers: dict[str, str]) -> dict[str, Any]:
         """POST on a new connection; the JSON answer, which must be a 201."""

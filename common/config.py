@@ -39,6 +39,7 @@ class Declared:
     name: str
     default: str
     reader: Reader
+    also: tuple[Reader, ...] = ()
 
 
 DECLARED: tuple[Declared, ...] = (
@@ -54,6 +55,8 @@ DECLARED: tuple[Declared, ...] = (
     Declared("SPOOL_DIR", "", "functions"),
     Declared("DB_POOL_SIZE", "8", "functions"),
     Declared("USER_QUOTA_BYTES", str(5 * GIB), "functions"),
+    Declared("CONVERSIONS_PER_WORKER", "4", "functions"),
+    Declared("MIN_UPLOAD_BYTES_PER_S", str(64 * KIB), "functions"),
     Declared("DATABASE_APP_ROLE", "", "migrate"),
     Declared("DATABASE_APP_PASSWORD", "", "migrate"),
     Declared("GUNICORN_WORKERS", "", "gunicorn"),
@@ -61,12 +64,13 @@ DECLARED: tuple[Declared, ...] = (
     Declared("GUNICORN_TIMEOUT", "60", "gunicorn"),
     Declared("GUNICORN_KEEPALIVE", "75", "gunicorn"),
     Declared("LOG_LEVEL", "info", "gunicorn"),
-    Declared("CLIENT_TIMEOUT_S", "60", "gateway"),
+    Declared("CLIENT_TIMEOUT_S", "60", "gateway", also=("functions",)),
     Declared("USER_RATE_LIMIT", "10r/s", "gateway"),
     Declared("USER_RATE_BURST", "20", "gateway"),
     Declared("UPLOAD_RATE_LIMIT", "5r/s", "gateway"),
     Declared("UPLOAD_RATE_BURST", "20", "gateway"),
     Declared("READ_CONN_LIMIT", "32", "gateway"),
+    Declared("UPLOAD_CONN_LIMIT", "4", "gateway"),
     Declared("POSTGRES_PASSWORD", "", "compose"),
     Declared("POSTGRES_APP_PASSWORD", "", "compose"),
     Declared("POSTGRES_PORT", "5432", "compose"),
@@ -81,7 +85,7 @@ DEFAULTS: Mapping[str, str] = {setting.name: setting.default for setting in DECL
 
 def declared(reader: Reader) -> dict[str, str]:
     """The settings one component reads, with their defaults."""
-    return {s.name: s.default for s in DECLARED if s.reader == reader}
+    return {s.name: s.default for s in DECLARED if reader == s.reader or reader in s.also}
 
 
 class ConfigError(ValueError):
@@ -102,6 +106,9 @@ class Settings:
     spool_dir: str = DEFAULTS["SPOOL_DIR"] or tempfile.gettempdir()
     db_pool_size: int = int(DEFAULTS["DB_POOL_SIZE"])
     user_quota_bytes: int = int(DEFAULTS["USER_QUOTA_BYTES"])
+    conversions_per_worker: int = int(DEFAULTS["CONVERSIONS_PER_WORKER"])
+    min_upload_bytes_per_s: int = int(DEFAULTS["MIN_UPLOAD_BYTES_PER_S"])
+    client_timeout_s: float = float(DEFAULTS["CLIENT_TIMEOUT_S"])
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -119,6 +126,9 @@ class Settings:
             spool_dir=_text(env, "SPOOL_DIR") or tempfile.gettempdir(),
             db_pool_size=_int(env, "DB_POOL_SIZE"),
             user_quota_bytes=_int(env, "USER_QUOTA_BYTES"),
+            conversions_per_worker=_int(env, "CONVERSIONS_PER_WORKER"),
+            min_upload_bytes_per_s=_int(env, "MIN_UPLOAD_BYTES_PER_S"),
+            client_timeout_s=_float(env, "CLIENT_TIMEOUT_S"),
         )
         settings.validate()
         return settings
@@ -142,6 +152,15 @@ class Settings:
             raise ConfigError("DB_POOL_SIZE must be at least 1")
         if self.user_quota_bytes < 1:
             raise ConfigError("USER_QUOTA_BYTES must be positive")
+        if not 1 <= self.conversions_per_worker < self.db_pool_size:
+            raise ConfigError(
+                "CONVERSIONS_PER_WORKER must be at least 1 and below DB_POOL_SIZE: each conversion"
+                " holds a database connection"
+            )
+        if self.min_upload_bytes_per_s < 0:
+            raise ConfigError("MIN_UPLOAD_BYTES_PER_S must be 0 (no minimum) or more")
+        if self.client_timeout_s <= 0:
+            raise ConfigError("CLIENT_TIMEOUT_S must be positive")
         if self.public_base_url is not None:
             parts = urlsplit(self.public_base_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:

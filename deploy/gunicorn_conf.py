@@ -1,10 +1,13 @@
 """Gunicorn settings of every function: `gunicorn -c python:deploy.gunicorn_conf`.
 
-add_record is CPU-bound through its ffmpeg child: one conversion per worker, about one worker per
-core. create_user and get_record are I/O-bound: threads per worker. gthread workers keep connections
-from nginx alive between requests, and report to the arbiter from their main loop, so a long
-conversion in a thread never trips the worker timeout. Each value is a declared setting
-(common/config.py); unset or empty means the default.
+add_record is CPU-bound through its ffmpeg children, about one worker per core; but the gateway
+streams upload bodies through as they arrive, so each upload holds a thread for as long as its
+client takes to send it: 32 threads per worker, most of them waiting on a client, and at most
+CONVERSIONS_PER_WORKER of them running an ffmpeg (common/audio/ffmpeg.py's ConversionSlots).
+create_user and get_record are I/O-bound: threads per worker. gthread workers keep connections from
+nginx alive between requests, and report to the arbiter from their main loop, so a long upload in a
+thread never trips the worker timeout. Each value is a declared setting (common/config.py); unset or
+empty means the default.
 """
 
 import multiprocessing
@@ -26,11 +29,11 @@ _METRICS_PREFIX = "audiosvc-metrics-"
 bind = os.environ.get("BIND") or "0.0.0.0:8000"
 worker_class = "gthread"
 workers = int(_SETTINGS["GUNICORN_WORKERS"] or (multiprocessing.cpu_count() if _CPU_BOUND else 2))
-threads = int(_SETTINGS["GUNICORN_THREADS"] or (1 if _CPU_BOUND else 8))
+threads = int(_SETTINGS["GUNICORN_THREADS"] or (32 if _CPU_BOUND else 8))
 timeout = int(_SETTINGS["GUNICORN_TIMEOUT"])
-# A CPU-bound worker takes a connection only when a thread is free for it, so that a request never
-# queues behind a conversion inside one worker while another worker idles (this also means no
-# idle keep-alive connections are held by add_record).
+# add_record takes a connection only when a thread is free for it, so that an upload never queues
+# inside one busy worker while another has threads to spare (this also means no idle keep-alive
+# connections are held by add_record).
 worker_connections = threads if _CPU_BOUND else 1000
 graceful_timeout = 30
 # nginx bounds request lines and headers (8 KiB, answering 414/400 in JSON); a lower limit here

@@ -12,7 +12,8 @@ from common.config import DEFAULTS
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "nginx" / "nginx.conf.template"
 DERIVED = TEMPLATE.with_name("derived.envsh")
-DERIVED_NAMES = ("UPLOAD_TIMEOUT_S", "GATEWAY_BODY_BYTES")
+DERIVED_NAMES = ("UPLOAD_TIMEOUT_S", "UPLOAD_BODY_TIMEOUT_S", "GATEWAY_BODY_BYTES")
+DERIVED_INPUTS = ("FFMPEG_TIMEOUT_S", "CLIENT_TIMEOUT_S", "MAX_UPLOAD_BYTES")
 _VARIABLE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
 
@@ -27,9 +28,7 @@ def render(values: Mapping[str, str], template: Path = TEMPLATE) -> str:
 
 def derived_gateway_values(env: Mapping[str, str]) -> dict[str, str]:
     """What nginx/derived.envsh computes from the functions' settings in `env` (or the defaults)."""
-    inputs = {
-        name: env.get(name) or DEFAULTS[name] for name in ("FFMPEG_TIMEOUT_S", "MAX_UPLOAD_BYTES")
-    }
+    inputs = {name: env.get(name) or DEFAULTS[name] for name in DERIVED_INPUTS}
     script = f'. "{DERIVED}" && printf "%s\\n" ' + " ".join(f'"${name}"' for name in DERIVED_NAMES)
     result = subprocess.run(
         ["sh", "-ec", script], env=inputs, capture_output=True, text=True, check=True

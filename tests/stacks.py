@@ -8,6 +8,8 @@ that command started instead; the keyword settings below are then those of its e
 from __future__ import annotations
 
 import shutil
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +35,7 @@ UNLIMITED = {
     "USER_RATE_BURST": "1000",
     "UPLOAD_RATE_BURST": "1000",
     "READ_CONN_LIMIT": "1000",
+    "UPLOAD_CONN_LIMIT": "1000",
 }
 """Rate and connection limits out of the way, for tests that send many requests on purpose."""
 
@@ -100,3 +103,21 @@ def upload(
         headers={"Content-Type": "audio/wav", "Authorization": f"Bearer {user['token']}"},
         timeout=timeout,
     )
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout
+    return [int(child) for child in out.split()]
+
+
+def converting_worker(master: int, timeout_s: float = 30) -> tuple[int, int] | None:
+    """(worker, ffmpeg) PIDs of the first gunicorn worker of `master` seen running ffmpeg."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for worker in children(master):
+            for ffmpeg in children(worker):
+                return worker, ffmpeg
+        time.sleep(0.02)
+    return None

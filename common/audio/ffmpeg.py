@@ -3,8 +3,10 @@
 The MP3 goes to a seekable file, never a pipe: only then can the muxer go back and fill in the
 Xing/LAME header that carries the exact length (frames, encoder delay and padding). stderr goes to
 a file (no pipe to fill up), stdin is the only pipe, and the process is killed and reaped on every
-path out, a watchdog killing it at the deadline. ffmpeg itself stops a little past MAX_DURATION_S
-of decoded audio, whatever the WAV's header claims, and runs with an environment of its own.
+path out, a watchdog killing it at the deadline (FFMPEG_TIMEOUT_S of its own time: the time it
+spends waiting for an upload's bytes does not count). ffmpeg itself stops a little past
+MAX_DURATION_S of decoded audio, whatever the WAV's header claims, and runs with an environment of
+its own.
 
 Who is at fault decides the error: ffmpeg refusing the input is the WAV's (ConversionError, 422);
 ffmpeg stopped from outside, short of memory or disk, or past its deadline is not (ConverterFault,
@@ -22,7 +24,9 @@ import resource
 import subprocess
 import tempfile
 import threading
+import time
 from bisect import bisect_left
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -74,6 +78,30 @@ class ConversionTimeout(ConverterFault):
 
 class ConverterUnavailable(ConverterFault):
     """The ffmpeg binary cannot be run at all: a deployment fault."""
+
+
+class ConverterBusy(ConverterFault):
+    """Every conversion slot of this worker is taken (503 with a short Retry-After)."""
+
+
+class ConversionSlots:
+    """At most `size` ffmpeg processes of this worker at once; one past them is refused at once,
+    never queued, so that a crowd of uploads costs a bounded amount of memory and no one hangs."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._free = threading.BoundedSemaphore(size)
+
+    @contextlib.contextmanager
+    def take(self) -> Iterator[None]:
+        if not self._free.acquire(blocking=False):
+            raise ConverterBusy(
+                f"all {self.size} conversions of this worker are in progress; try again shortly"
+            )
+        try:
+            yield
+        finally:
+            self._free.release()
 
 
 @dataclass(frozen=True)
@@ -148,7 +176,9 @@ class Encoder:
     ) -> None:
         self._target = target
         self._timeout_s = options.timeout_s
+        self._deadline = time.monotonic() + options.timeout_s
         self._timed_out = threading.Event()
+        self._ended = threading.Event()
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by __exit__
         try:
             self._process = subprocess.Popen(
@@ -170,8 +200,7 @@ class Encoder:
                 resource.prlimit(self._process.pid, limit, (value, value))
         with contextlib.suppress(OSError):
             fcntl.fcntl(self._stdin.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
-        self._watchdog = threading.Timer(options.timeout_s, self._kill_on_deadline)
-        self._watchdog.daemon = True
+        self._watchdog = threading.Thread(target=self._kill_on_deadline, daemon=True)
         self._watchdog.start()
 
     def __enter__(self) -> Encoder:
@@ -180,6 +209,12 @@ class Encoder:
     @property
     def pid(self) -> int:
         return self._process.pid
+
+    def allow(self, seconds: float) -> None:
+        """Move the deadline by `seconds` the conversion spent waiting for its input:
+        FFMPEG_TIMEOUT_S bounds ffmpeg's own time, not the client's (an upload streams in at the
+        client's pace)."""
+        self._deadline += seconds
 
     def write(self, data: bytes) -> bool:
         """Feed ffmpeg `data`; False when ffmpeg has ended well without taking it (it decoded
@@ -217,7 +252,7 @@ class Encoder:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._watchdog.cancel()
+        self._ended.set()
         if self._process.poll() is None:
             self._process.kill()
         self._process.wait()
@@ -226,9 +261,12 @@ class Encoder:
         self._stderr.close()
 
     def _kill_on_deadline(self) -> None:
-        self._timed_out.set()
-        if self._process.poll() is None:
-            self._process.kill()
+        while not self._ended.wait(max(self._deadline - time.monotonic(), 0.0)):
+            if time.monotonic() >= self._deadline:
+                self._timed_out.set()
+                if self._process.poll() is None:
+                    self._process.kill()
+                return
 
     def _failure(self, returncode: int) -> ConversionError | ConverterFault | None:
         """What went wrong, judging by how ffmpeg ended, or None when nothing did."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.audio.ffmpeg import Encoder, EncoderOptions
+from common.audio.ffmpeg import ConversionSlots, Encoder, EncoderOptions
 from common.audio.mp3 import Mp3Info
 from common.audio.wav import STREAMING_SIZES, BadWav, Readable, WavFormat, read_header
 
@@ -24,12 +27,26 @@ class Transcoded:
 
 
 def transcode(
-    stream: Readable, target: Path, options: EncoderOptions, title: str | None = None
+    stream: Readable,
+    target: Path,
+    options: EncoderOptions,
+    *,
+    title: str | None = None,
+    slots: ConversionSlots | None = None,
+    progress: Callable[[], object] = lambda: None,
 ) -> Transcoded:
-    """Convert the WAV read from `stream` into the MP3 file `target`, never holding it whole."""
+    """Convert the WAV read from `stream` into the MP3 file `target`, never holding it whole.
+
+    ffmpeg starts, in one of `slots`, once the header and the first audio have arrived: a client
+    that has not sent them yet holds no converter. `progress` is called after each piece handed
+    to ffmpeg (the upload path stores the MP3's finished chunks meanwhile).
+    """
     wav, piece = read_header(stream)
     total = 0
-    with Encoder(wav, target, options, title) as encoder:
+    with (
+        slots.take() if slots else contextlib.nullcontext(),
+        Encoder(wav, target, options, title) as encoder,
+    ):
         while piece:
             total += len(piece)
             # Uncompressed audio longer than allowed is known from its bytes: stop at once. For
@@ -39,7 +56,10 @@ def transcode(
                 raise _too_long(options)
             if not encoder.write(piece):
                 break
+            progress()
+            waiting_since = time.monotonic()
             piece = stream.read(PIECE)
+            encoder.allow(time.monotonic() - waiting_since)
         data_bytes = _audio_bytes(wav, total)
         if data_bytes < wav.block_align:
             raise BadWav("the WAV contains no audio samples")

@@ -8,7 +8,7 @@ the rows that a byte range touches, a chunk at a time, so no request holds a who
 from __future__ import annotations
 
 import hashlib
-import io
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -82,46 +82,22 @@ class RecordStore:
     def save(
         self, user_id: uuid.UUID, facts: AudioFacts, mp3: BinaryIO, quota_bytes: int
     ) -> uuid.UUID:
-        """Copy the MP3 into chunk rows in bounded pieces, hashing on the way; one transaction.
+        """Store a finished MP3 as a new record of `user_id` (see RecordWriter.commit)."""
+        with self.writer(mp3) as writer:
+            return writer.commit(user_id, facts, quota_bytes)
 
-        The user's row is locked first, so that uploads of one user are counted against the quota
-        one after the other (QuotaExceeded when this one would pass it); other users never wait.
-        """
-        record_id = self._new_uuid()
-        digest = hashlib.sha256()
-        mp3.seek(0, io.SEEK_END)
-        size = mp3.tell()
-        mp3.seek(0)
-        with self._engine.begin() as conn:
-            conn.execute(sa.select(users.c.id).where(users.c.id == user_id).with_for_update())
-            used = _used_bytes(conn, user_id)
-            if used + size > quota_bytes:
-                raise QuotaExceeded(used, size, quota_bytes)
-            size = 0
-            seq = 0
-            while piece := mp3.read(self._chunk_bytes):
-                digest.update(piece)
-                size += len(piece)
-                conn.execute(
-                    record_chunks.insert(), {"record_id": record_id, "seq": seq, "data": piece}
-                )
-                seq += 1
-            conn.execute(
-                records.insert(),
-                {
-                    "id": record_id,
-                    "user_id": user_id,
-                    "name": facts.name,
-                    "channels": facts.channels,
-                    "sample_rate": facts.sample_rate,
-                    "duration_ms": facts.duration_ms,
-                    "size": size,
-                    "sha256": digest.hexdigest(),
-                    "chunk_bytes": self._chunk_bytes,
-                    "created_at": self._now(),
-                },
-            )
-        return record_id
+    def writer(self, mp3: BinaryIO) -> RecordWriter:
+        """A writer of the MP3 file `mp3` as a new record: use it as a context manager; what it
+        has not committed when the block ends is rolled back."""
+        streaming = self._engine.dialect.name != "sqlite"
+        return RecordWriter(
+            self._engine,
+            mp3,
+            chunk_bytes=self._chunk_bytes,
+            now=self._now,
+            record_id=self._new_uuid(),
+            streaming=streaming,
+        )
 
     def find(self, record_id: uuid.UUID, user_id: uuid.UUID) -> Record | None:
         """The record if it exists and belongs to `user_id` (another user's is as good as none)."""
@@ -199,6 +175,106 @@ class RecordStore:
                 if piece is None:
                     return
                 yield bytes(piece)
+
+
+class RecordWriter:
+    """One new record's chunk rows and record row, in one transaction: the chunks go in first, the
+    record row last, and the foreign key is checked at commit, so a record is visible whole or
+    not at all, whatever fails or crashes on the way.
+
+    While ffmpeg still writes the MP3, `store_final` copies the chunks it has finished, so that
+    little is left to store after the upload's last byte. ffmpeg writes front to back, but fills
+    in the first bytes (the Xing/LAME header with the exact length) when it ends: the first chunk
+    is stored only by `commit`. On SQLite (local runs), a write transaction would lock the whole
+    database for the upload's length, so everything waits for `commit` there.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        mp3: BinaryIO,
+        *,
+        chunk_bytes: int,
+        now: Callable[[], datetime],
+        record_id: uuid.UUID,
+        streaming: bool,
+    ) -> None:
+        self._engine = engine
+        self._mp3 = mp3
+        self._chunk_bytes = chunk_bytes
+        self._now = now
+        self._record_id = record_id
+        self._streaming = streaming
+        self._conn: sa.Connection | None = None
+        self.stored = 1
+        """Chunks 1 .. stored - 1 are in the transaction."""
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def store_final(self) -> None:
+        """Store the chunks of the MP3 (a file ffmpeg is writing) that are complete and final."""
+        if not self._streaming:
+            return
+        size = os.fstat(self._mp3.fileno()).st_size
+        while (self.stored + 1) * self._chunk_bytes <= size:
+            self._mp3.seek(self.stored * self._chunk_bytes)
+            self._insert(self.stored, self._mp3.read(self._chunk_bytes))
+            self.stored += 1
+
+    def commit(self, user_id: uuid.UUID, facts: AudioFacts, quota_bytes: int) -> uuid.UUID:
+        """Store the rest of the finished MP3, hashing the whole on the way, then the record row.
+
+        The user's row is locked first, so that uploads of one user are counted against the quota
+        one after the other (QuotaExceeded when this one would pass it); other users never wait.
+        """
+        digest = hashlib.sha256()
+        size = 0
+        seq = 0
+        self._mp3.seek(0)
+        while piece := self._mp3.read(self._chunk_bytes):
+            digest.update(piece)
+            size += len(piece)
+            if seq == 0 or seq >= self.stored:
+                self._insert(seq, piece)
+            seq += 1
+        conn = self._connection()
+        conn.execute(sa.select(users.c.id).where(users.c.id == user_id).with_for_update())
+        used = _used_bytes(conn, user_id)
+        if used + size > quota_bytes:
+            raise QuotaExceeded(used, size, quota_bytes)
+        conn.execute(
+            records.insert(),
+            {
+                "id": self._record_id,
+                "user_id": user_id,
+                "name": facts.name,
+                "channels": facts.channels,
+                "sample_rate": facts.sample_rate,
+                "duration_ms": facts.duration_ms,
+                "size": size,
+                "sha256": digest.hexdigest(),
+                "chunk_bytes": self._chunk_bytes,
+                "created_at": self._now(),
+            },
+        )
+        conn.commit()
+        return self._record_id
+
+    def _insert(self, seq: int, data: bytes) -> None:
+        self._connection().execute(
+            record_chunks.insert(), {"record_id": self._record_id, "seq": seq, "data": data}
+        )
+
+    def _connection(self) -> sa.Connection:
+        if self._conn is None:
+            self._conn = self._engine.connect()
+            self._conn.begin()
+        return self._conn
 
 
 def _used_bytes(conn: sa.Connection, user_id: uuid.UUID) -> int:

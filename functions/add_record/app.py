@@ -8,7 +8,7 @@ from pathlib import Path
 import falcon
 from sqlalchemy.engine import Engine
 
-from common.audio.ffmpeg import EncoderOptions
+from common.audio.ffmpeg import ConversionSlots, EncoderOptions
 from common.audio.transcode import transcode
 from common.config import Settings
 from common.http.app import FunctionApp, create_base_app
@@ -23,6 +23,7 @@ from common.storage.db import create_engine, utc_now
 from common.storage.records import AudioFacts, QuotaExceeded, RecordStore
 from functions.add_record.errors import QuotaExceededError, add_conversion_errors
 from functions.add_record.intake import open_upload
+from functions.add_record.pace import PaceRule, PaceWatcher
 
 
 class Records:
@@ -31,30 +32,40 @@ class Records:
         self._store = store
         self._settings = settings
         self._encoder = EncoderOptions.from_settings(settings)
+        self._slots = ConversionSlots(settings.conversions_per_worker)
+        self._pace = PaceWatcher(
+            PaceRule(settings.client_timeout_s, settings.min_upload_bytes_per_s)
+        )
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         base = base_url(req, self._settings.public_base_url)
         quota = self._settings.user_quota_bytes
-        with upload_directory(self._settings.spool_dir) as work:
+        with self._pace.metered(req), upload_directory(self._settings.spool_dir) as work:
             mp3_path = Path(work) / "out.mp3"
-            with open_upload(req, Path(work), self._settings.max_upload_bytes) as upload:
-                user_id = req.context.user_id = upload.user_id
-                authenticate(self._accounts, user_id, upload.token)
-                if (used := self._store.used_bytes(user_id)) >= quota:
-                    raise QuotaExceededError(used, None, quota)
-                with conversion_timer():
-                    converted = transcode(
-                        upload.wav, mp3_path, self._encoder, title=file_stem(upload.file_name)
-                    )
-            facts = AudioFacts(
-                name=original_name(upload.file_name),
-                channels=converted.wav.channels,
-                sample_rate=converted.wav.sample_rate,
-                duration_ms=converted.mp3.duration_ms,
-            )
-            with mp3_path.open("rb") as mp3:
+            mp3_path.touch()  # ffmpeg writes into this very file, read as it grows
+            with mp3_path.open("rb") as mp3, self._store.writer(mp3) as record:
+                with open_upload(req, Path(work), self._settings.max_upload_bytes) as upload:
+                    user_id = req.context.user_id = upload.user_id
+                    authenticate(self._accounts, user_id, upload.token)
+                    if (used := self._store.used_bytes(user_id)) >= quota:
+                        raise QuotaExceededError(used, None, quota)
+                    with conversion_timer():
+                        converted = transcode(
+                            upload.wav,
+                            mp3_path,
+                            self._encoder,
+                            title=file_stem(upload.file_name),
+                            slots=self._slots,
+                            progress=record.store_final,
+                        )
+                facts = AudioFacts(
+                    name=original_name(upload.file_name),
+                    channels=converted.wav.channels,
+                    sample_rate=converted.wav.sample_rate,
+                    duration_ms=converted.mp3.duration_ms,
+                )
                 try:
-                    record_id = self._store.save(user_id, facts, mp3, quota)
+                    record_id = record.commit(user_id, facts, quota)
                 except QuotaExceeded as full:
                     raise QuotaExceededError(full.used, full.size, full.quota) from None
         url = record_url(base, record_id, user_id)

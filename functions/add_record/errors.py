@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import falcon
 
-from common.audio.ffmpeg import ConversionError, ConverterFault
+from common.audio.ffmpeg import ConversionError, ConverterBusy, ConverterFault
 from common.audio.transcode import TooLong
 from common.audio.wav import BadWav, EmptyWav, NotWav
 from common.http.app import FunctionApp, answer_as
 
 CONVERTER_RETRY_AFTER_S = 30
 """Retry-After of a conversion that failed through no fault of the upload (a 503)."""
+BUSY_RETRY_AFTER_S = 5
+"""Retry-After when every conversion slot of the worker is taken: one frees up within seconds."""
 
 
 def add_conversion_errors(app: FunctionApp) -> None:
@@ -29,6 +31,10 @@ def add_conversion_errors(app: FunctionApp) -> None:
             "Converter unavailable",
             retry_after=CONVERTER_RETRY_AFTER_S,
         ),
+    )
+    app.add_error_handler(
+        ConverterBusy,
+        answer_as(falcon.HTTPServiceUnavailable, "Converter busy", retry_after=BUSY_RETRY_AFTER_S),
     )
 
 

@@ -15,7 +15,9 @@ import pytest
 from common.audio.ffmpeg import (
     DURATION_MARGIN_S,
     ConversionError,
+    ConversionSlots,
     ConversionTimeout,
+    ConverterBusy,
     ConverterFault,
     ConverterUnavailable,
     Encoder,
@@ -41,7 +43,7 @@ OPTIONS = EncoderOptions(bitrate="128k", timeout_s=60)
 
 def run(tmp_path: Path, data: bytes, title: str | None = None) -> tuple[Transcoded, Path]:
     target = tmp_path / "out.mp3"
-    return transcode(io.BytesIO(data), target, OPTIONS, title), target
+    return transcode(io.BytesIO(data), target, OPTIONS, title=title), target
 
 
 def ffmpeg_processes() -> str:
@@ -290,3 +292,28 @@ def test_ffmpeg_runs_with_a_minimal_environment(
     names = {entry.split(b"=", 1)[0] for entry in environ.split(b"\0") if entry}
     assert names == {b"PATH", b"LC_ALL"}
     assert b"secret" not in environ
+
+
+def test_conversions_past_the_slots_are_refused_not_queued(tmp_path: Path) -> None:
+    slots = ConversionSlots(1)
+    with slots.take(), pytest.raises(ConverterBusy, match="all 1 conversions"):
+        transcode(io.BytesIO(pcm16(0.1)), tmp_path / "out.mp3", OPTIONS, slots=slots)
+    assert transcode(io.BytesIO(pcm16(0.1)), tmp_path / "out.mp3", OPTIONS, slots=slots)
+
+
+class SlowClient(io.BytesIO):
+    """A WAV that arrives in pieces, the client pausing before each."""
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        time.sleep(0.2)
+        return super().read(2048)
+
+
+def test_time_waiting_for_the_client_is_not_the_converters(tmp_path: Path) -> None:
+    """FFMPEG_TIMEOUT_S bounds ffmpeg's own time: an upload that takes longer to arrive is not
+    killed for it (here about 3 s of pauses against a 1 s budget)."""
+    data = pcm16(2.0, 8000, 1)
+    result = transcode(
+        SlowClient(data), tmp_path / "out.mp3", EncoderOptions(bitrate="64k", timeout_s=1)
+    )
+    assert result.mp3.duration_ms == pytest.approx(2000, abs=60)

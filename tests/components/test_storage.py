@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -131,3 +133,44 @@ def test_concurrent_saves_of_one_user_never_pass_the_quota(database_url: str) ->
         assert store.used_bytes(owner) == 900
     finally:
         engine.dispose()
+
+
+def test_a_record_written_while_ffmpeg_writes_is_visible_only_at_commit(
+    db: Engine, owner: uuid.UUID, tmp_path: Path
+) -> None:
+    """Chunks after the first are stored as the MP3 grows (on PostgreSQL); the first, where ffmpeg
+    fills in the Xing/LAME header last, and the record row at commit. Before it, nothing shows."""
+    store = RecordStore(db, CHUNK, utc_now)
+    before = stored_rows(db)
+    final = bytes(range(256)) * (4 * CHUNK // 256) + b"tail"
+    growing = tmp_path / "out.mp3"
+    growing.write_bytes(b"")
+    with growing.open("rb") as mp3, store.writer(mp3) as writer:
+        with growing.open("r+b") as ffmpeg:
+            ffmpeg.write(bytes(100) + final[100 : 3 * CHUNK + 10])  # the header not yet written
+            ffmpeg.flush()
+            writer.store_final()
+            assert writer.stored == (1 if db.dialect.name == "sqlite" else 3)
+            ffmpeg.write(final[3 * CHUNK + 10 :])
+            ffmpeg.seek(0)
+            ffmpeg.write(final[:100])
+        assert stored_rows(db) == before
+        record_id = writer.commit(owner, FACTS, QUOTA)
+    record = store.find(record_id, owner)
+    assert record is not None
+    assert record.size == len(final)
+    assert record.sha256 == hashlib.sha256(final).hexdigest()
+    assert b"".join(store.read(record, 0, record.size)) == final
+    assert stored_rows(db, record_id) == (1, 5)
+
+
+def test_a_writer_left_without_commit_leaves_nothing(
+    db: Engine, owner: uuid.UUID, tmp_path: Path
+) -> None:
+    store = RecordStore(db, CHUNK, utc_now)
+    before = stored_rows(db)
+    growing = tmp_path / "out.mp3"
+    growing.write_bytes(bytes(5 * CHUNK))
+    with growing.open("rb") as mp3, store.writer(mp3) as writer:
+        writer.store_final()
+    assert stored_rows(db) == before

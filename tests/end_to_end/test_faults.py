@@ -29,7 +29,7 @@ from common.storage.db import migrate
 from devstack.stack import Stack, free_port, wait_for_port
 from devstack.wavgen import write_wav
 from tests.helpers import pcm16, stored_rows
-from tests.stacks import UNLIMITED, gateway, needs_nginx, new_user, upload
+from tests.stacks import UNLIMITED, converting_worker, gateway, needs_nginx, new_user, upload
 
 pytestmark = needs_nginx
 
@@ -38,7 +38,16 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="module")
 def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with gateway(tmp_path_factory.mktemp("faults"), database_url, **UNLIMITED) as stack:
+    """Conversion slots for the crowds below: 16 uploads at once, which gunicorn may hand all to
+    one worker; past its slots, uploads would be refused with 503
+    (tests/end_to_end/test_streaming_uploads.py)."""
+    with gateway(
+        tmp_path_factory.mktemp("faults"),
+        database_url,
+        CONVERSIONS_PER_WORKER="16",
+        DB_POOL_SIZE="18",
+        **UNLIMITED,
+    ) as stack:
         yield stack
 
 
@@ -48,24 +57,6 @@ def count_rows(database_url: str) -> tuple[int, int]:
         return stored_rows(engine)
     finally:
         engine.dispose()
-
-
-def children(pid: int) -> list[int]:
-    out = subprocess.run(
-        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
-    ).stdout
-    return [int(child) for child in out.split()]
-
-
-def converting_worker(master: int, timeout_s: float = 30) -> tuple[int, int] | None:
-    """(worker, ffmpeg) PIDs of the first gunicorn worker of `master` seen running ffmpeg."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for worker in children(master):
-            for ffmpeg in children(worker):
-                return worker, ffmpeg
-        time.sleep(0.02)
-    return None
 
 
 def test_rate_limits_answer_429_in_json(database_url: str, tmp_path: Path) -> None:

@@ -9,7 +9,13 @@ import pytest
 import yaml
 
 from common.config import DECLARED, DEFAULTS, MULTIPART_ENVELOPE_BYTES, Settings, declared
-from devstack.gateway import DERIVED, DERIVED_NAMES, TEMPLATE, derived_gateway_values
+from devstack.gateway import (
+    DERIVED,
+    DERIVED_INPUTS,
+    DERIVED_NAMES,
+    TEMPLATE,
+    derived_gateway_values,
+)
 from devstack.stack import ROOT
 
 COMPOSE = (ROOT / "docker-compose.yml").read_text()
@@ -61,7 +67,7 @@ def test_the_gateway_gets_what_its_template_and_derived_values_need() -> None:
     }
     nginx = yaml.safe_load(COMPOSE)["services"]["nginx"]["environment"]
     assert set(declared("gateway")) | inputs <= set(nginx)
-    assert inputs == {"FFMPEG_TIMEOUT_S", "MAX_UPLOAD_BYTES"}
+    assert inputs == set(DERIVED_INPUTS)
 
 
 def test_settings_defaults_come_from_the_declaration() -> None:
@@ -72,14 +78,18 @@ def test_settings_defaults_come_from_the_declaration() -> None:
 
 
 @pytest.mark.parametrize(
-    ("ffmpeg_timeout_s", "upload_timeout_s"), [("900", "960"), ("30", "90"), ("30.2", "91")]
+    ("seconds", "upload_timeout_s", "upload_body_timeout_s"),
+    [("900", "960", "910"), ("30", "90", "40"), ("30.2", "91", "41")],
 )
-def test_derived_gateway_values(ffmpeg_timeout_s: str, upload_timeout_s: str) -> None:
+def test_derived_gateway_values(
+    seconds: str, upload_timeout_s: str, upload_body_timeout_s: str
+) -> None:
     values = derived_gateway_values(
-        {"FFMPEG_TIMEOUT_S": ffmpeg_timeout_s, "MAX_UPLOAD_BYTES": "1000"}
+        {"FFMPEG_TIMEOUT_S": seconds, "CLIENT_TIMEOUT_S": seconds, "MAX_UPLOAD_BYTES": "1000"}
     )
     assert values == {
         "UPLOAD_TIMEOUT_S": upload_timeout_s,
+        "UPLOAD_BODY_TIMEOUT_S": upload_body_timeout_s,
         "GATEWAY_BODY_BYTES": str(1000 + MULTIPART_ENVELOPE_BYTES),
     }
 

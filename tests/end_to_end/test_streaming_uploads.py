@@ -1,0 +1,251 @@
+"""Uploads stream through the gateway into ffmpeg (contract v1.2's slow-sender rule), through real
+nginx, gunicorn, ffmpeg and PostgreSQL.
+
+The gateway passes an upload's body on as it arrives, so ffmpeg converts while the client sends.
+A slow client therefore holds an add_record thread: these tests check that it cannot starve anyone
+(threads, conversion slots, per-address connections are bounded; slow senders end with 408) and
+that an upload that ends badly leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from devstack.stack import Stack
+from devstack.wavgen import write_wav
+from tests.helpers import pcm16, stored_rows
+from tests.stacks import (
+    UNLIMITED,
+    children,
+    converting_worker,
+    gateway,
+    needs_nginx,
+    new_user,
+    upload,
+)
+
+pytestmark = needs_nginx
+
+SLOWLORIS = 30
+NORMAL = 10
+
+
+@pytest.fixture(scope="module")
+def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Rate limits lifted; the per-address upload limit (UPLOAD_CONN_LIMIT) at its default."""
+    limits = {name: value for name, value in UNLIMITED.items() if name != "UPLOAD_CONN_LIMIT"}
+    with gateway(tmp_path_factory.mktemp("streaming"), database_url, **limits) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def long_wav(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """60 s of 44.1 kHz stereo: about 10 MiB."""
+    return write_wav(tmp_path_factory.mktemp("wav") / "60s.wav", 60 * 44100).read_bytes()
+
+
+class RawUpload:
+    """A raw upload written by hand on a socket, so that the test decides when each byte goes."""
+
+    def __init__(
+        self, stack: Stack, user: dict[str, str], length: int, source: str = "127.0.0.1"
+    ) -> None:
+        self.sock = socket.create_connection(
+            ("127.0.0.1", stack.port), timeout=120, source_address=(source, 0)
+        )
+        self.sock.sendall(
+            f"POST /record?user={user['id']}&name=take.wav HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{stack.port}\r\nContent-Type: audio/wav\r\n"
+            f"Authorization: Bearer {user['token']}\r\nContent-Length: {length}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def answered(self) -> bool:
+        """Whether the gateway has begun an answer, without waiting for one."""
+        self.sock.setblocking(False)
+        try:
+            return bool(self.sock.recv(1, socket.MSG_PEEK))
+        except BlockingIOError:
+            return False
+        finally:
+            self.sock.setblocking(True)
+
+    def answer(self) -> tuple[int, dict[str, str], Any]:
+        """Status, headers and JSON body of the answer (the connection closes after it)."""
+        raw = b""
+        while piece := self.sock.recv(65536):
+            raw += piece
+        self.sock.close()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        return int(lines[0].split()[1]), headers, json.loads(body) if body else None
+
+
+def no_ffmpeg_left(stack: Stack) -> bool:
+    """Whether every ffmpeg add_record started has been reaped (waiting up to 5 s)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        workers = children(stack.processes["add_record"].pid)
+        if not any(children(worker) for worker in workers):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def spool_is_empty(stack: Stack) -> bool:
+    return list(Path(stack.env["SPOOL_DIR"]).iterdir()) == []
+
+
+def count_rows(database_url: str) -> tuple[int, int]:
+    engine = sa.create_engine(database_url)
+    try:
+        return stored_rows(engine)
+    finally:
+        engine.dispose()
+
+
+def test_ffmpeg_converts_while_the_body_is_still_arriving(stack: Stack, long_wav: bytes) -> None:
+    """With the body buffered at the gateway, no ffmpeg could start before the last byte."""
+    user = new_user(stack)
+    sender = RawUpload(stack, user, len(long_wav))
+    half = len(long_wav) // 2
+    sender.send(long_wav[:half])
+    converting = converting_worker(stack.processes["add_record"].pid, timeout_s=10)
+    assert converting is not None, "no ffmpeg ran while half of the body was still to come"
+    assert not sender.answered()
+    sender.send(long_wav[half:])
+    status, _, body = sender.answer()
+    assert status == 201, body
+    assert body["url"].startswith(stack.url)
+
+
+def test_a_body_cut_short_stores_nothing(stack: Stack, long_wav: bytes, database_url: str) -> None:
+    """A client that goes away mid-body: what arrived is not a (truncated) WAV to keep."""
+    user = new_user(stack)
+    before = count_rows(database_url)
+    sender = RawUpload(stack, user, len(long_wav))
+    sender.send(long_wav[: len(long_wav) // 2])
+    assert converting_worker(stack.processes["add_record"].pid, timeout_s=10) is not None
+    sender.sock.close()
+    assert no_ffmpeg_left(stack)
+    assert count_rows(database_url) == before
+    assert spool_is_empty(stack)
+
+
+def test_uploads_in_flight_per_address_are_limited(stack: Stack) -> None:
+    """UPLOAD_CONN_LIMIT (4) uploads from one address at once; the next gets 429 in JSON at once,
+    and another address is not affected."""
+    user = new_user(stack)
+    wav = pcm16(1.0)
+    held = [RawUpload(stack, user, len(wav), source="127.0.3.1") for _ in range(4)]
+    for sender in held:
+        sender.send(wav[:100])
+    time.sleep(0.5)
+    refused = RawUpload(stack, user, len(wav), source="127.0.3.1")
+    status, headers, body = refused.answer()
+    assert status == 429
+    assert headers["Content-Type"] == "application/json"
+    assert body["title"] == "Too Many Requests"
+    other = RawUpload(stack, user, len(wav), source="127.0.3.2")
+    other.send(wav)
+    assert other.answer()[0] == 201
+    for sender in held:
+        sender.send(wav[100:])
+        assert sender.answer()[0] == 201
+
+
+def test_slowloris_crowd_starves_no_one(stack: Stack, long_wav: bytes, database_url: str) -> None:
+    """30 uploads at 1 byte/s, each from its own address, while 10 normal uploads from another:
+    every normal one succeeds, and each slow one ends with 408 in JSON after its first 30 s."""
+    user = new_user(stack)
+    before = count_rows(database_url)
+    slow = [
+        RawUpload(stack, user, len(long_wav), source=f"127.0.1.{n}")
+        for n in range(1, SLOWLORIS + 1)
+    ]
+    started = time.monotonic()
+
+    def trickle() -> None:
+        sent = 0
+        while not all(sender.answered() for sender in slow) and sent < 60:
+            for sender in slow:
+                if not sender.answered():
+                    with contextlib.suppress(OSError):
+                        sender.send(long_wav[sent : sent + 1])
+            sent += 1
+            time.sleep(1)
+
+    with ThreadPoolExecutor(1) as pool:
+        trickling = pool.submit(trickle)
+        time.sleep(2)
+        normal = [upload(stack, user, long_wav, timeout=60) for _ in range(NORMAL)]
+        normal_done = time.monotonic() - started
+        trickling.result()
+    assert [result.status_code for result in normal] == [201] * NORMAL, [
+        result.text for result in normal if result.status_code != 201
+    ]
+    assert normal_done < 30, "the normal uploads finished while every slowloris was held open"
+    answers = [sender.answer() for sender in slow]
+    assert [status for status, _, _ in answers] == [408] * SLOWLORIS
+    assert {body["title"] for _, _, body in answers} == {"Upload too slow"}
+    assert "bytes/s on average" in answers[0][2]["description"]
+    assert time.monotonic() - started >= 30
+    assert count_rows(database_url)[0] == before[0] + NORMAL
+    assert no_ffmpeg_left(stack)
+    assert spool_is_empty(stack)
+
+
+def test_a_stalled_body_is_408(database_url: str, tmp_path: Path) -> None:
+    """No byte for CLIENT_TIMEOUT_S: add_record answers 408 in JSON (nginx's own body timeout,
+    which would close without an answer, comes 10 s later), and nothing is kept."""
+    wav = pcm16(5.0)
+    with gateway(tmp_path, database_url, CLIENT_TIMEOUT_S="3", **UNLIMITED) as stack:
+        user = new_user(stack)
+        before = count_rows(database_url)
+        sender = RawUpload(stack, user, len(wav))
+        sender.send(wav[: 200 * 1024])
+        started = time.monotonic()
+        status, headers, body = sender.answer()
+        assert status == 408, body
+        assert headers["Content-Type"] == "application/json"
+        assert body["title"] == "Upload too slow"
+        assert "stalled" in body["description"]
+        assert 3 <= time.monotonic() - started < 13
+        assert count_rows(database_url) == before
+        assert no_ffmpeg_left(stack)
+        assert spool_is_empty(stack)
+
+
+def test_conversions_past_the_slots_get_503_at_once(
+    database_url: str, tmp_path: Path, long_wav: bytes
+) -> None:
+    """One worker with one conversion slot: a second upload while the first converts is refused
+    with 503 and Retry-After, never queued; the first completes."""
+    with gateway(
+        tmp_path, database_url, GUNICORN_WORKERS="1", CONVERSIONS_PER_WORKER="1", **UNLIMITED
+    ) as stack:
+        user = new_user(stack)
+        first = RawUpload(stack, user, len(long_wav))
+        first.send(long_wav[: 1 << 20])
+        assert converting_worker(stack.processes["add_record"].pid, timeout_s=10) is not None
+        second = upload(stack, user, pcm16(1.0), timeout=30)
+        assert second.status_code == 503, second.text
+        assert second.headers["Retry-After"] == "5"
+        assert second.json()["title"] == "Converter busy"
+        first.send(long_wav[1 << 20 :])
+        assert first.answer()[0] == 201
+        assert upload(stack, user, pcm16(1.0), timeout=30).status_code == 201

@@ -1,0 +1,134 @@
+"""The slow-sender rule (contract v1.2) and the metered body that enforces it."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+
+import pytest
+
+from functions.add_record.pace import (
+    GRACE_S,
+    STEP,
+    IncompleteBody,
+    MeteredBody,
+    PaceRule,
+    PaceWatcher,
+    UploadTooSlow,
+)
+
+RULE = PaceRule(stall_s=60, min_bytes_per_s=64 * 1024)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("waited", "waiting", "received"),
+    [
+        (0, 0, 0),
+        (GRACE_S - 1, 0, 0),  # slow, but its first 30 s are not over
+        (GRACE_S, 0, 64 * 1024 * 30),  # exactly at the rate
+        (100, 0, 64 * 1024 * 100 - STEP),  # short by less than one read: benefit of the doubt
+        (10, 59.9, 64 * 1024 * 70),  # a read waiting, not yet for CLIENT_TIMEOUT_S
+    ],
+)
+def test_fast_enough(waited: float, waiting: float, received: int) -> None:
+    assert RULE.verdict(waited, waiting, received) is None
+
+
+def test_stalled_for_client_timeout() -> None:
+    assert "stalled" in (RULE.verdict(0, 60, 0) or "")
+
+
+def test_under_the_rate_after_the_grace() -> None:
+    reason = RULE.verdict(GRACE_S, 0, 1000)
+    assert reason is not None
+    assert "33 bytes/s on average" in reason
+
+
+def test_zero_rate_means_no_minimum() -> None:
+    assert PaceRule(stall_s=60, min_bytes_per_s=0).verdict(10_000, 0, 1) is None
+
+
+def test_reads_return_what_was_asked_until_the_end() -> None:
+    body = MeteredBody(io.BytesIO(bytes(3 * STEP + 5)), 3 * STEP + 5, None, Clock())
+    assert len(body.read(2 * STEP + 1)) == 2 * STEP + 1
+    assert len(body.read()) == STEP + 4
+    assert body.read(10) == b""
+    assert body.received == 3 * STEP + 5
+
+
+def test_a_body_short_of_its_content_length_is_incomplete() -> None:
+    body = MeteredBody(io.BytesIO(bytes(100)), 200, None, Clock())
+    assert len(body.read(100)) == 100
+    with pytest.raises(IncompleteBody):
+        body.read(100)
+
+
+def test_a_read_error_is_an_incomplete_body() -> None:
+    class Broken:
+        def read(self, size: int = -1, /) -> bytes:
+            raise ConnectionResetError
+
+    with pytest.raises(IncompleteBody):
+        MeteredBody(Broken(), None, None, Clock()).read(10)
+
+
+def test_the_time_spent_elsewhere_is_not_the_clients() -> None:
+    """Only the time reads wait counts: converting and storing between reads does not."""
+    clock = Clock()
+    body = MeteredBody(io.BytesIO(bytes(STEP)), None, None, clock)
+    clock.now = 1000.0
+    body.read(STEP)
+    assert body.pace() == (0.0, 0.0, STEP)
+
+
+def test_the_watcher_wakes_a_read_blocked_on_a_silent_client() -> None:
+    """A real socket whose peer sends nothing: the watcher shuts its reading side, and the
+    blocked read ends with 408 at once."""
+    clock = Clock()
+    server, client = socket.socketpair()
+    stream = server.makefile("rb")
+    watcher = PaceWatcher(PaceRule(stall_s=5, min_bytes_per_s=0), clock)
+    errors: list[BaseException] = []
+    reading = threading.Event()
+
+    class Request:
+        def __init__(self) -> None:
+            self.env = {"gunicorn.socket": server, "wsgi.input": stream}
+            self.stream = stream
+            self.content_length = 1000
+
+    request = Request()
+
+    def read() -> None:
+        with watcher.metered(request) as body:  # type: ignore[arg-type]
+            reading.set()
+            try:
+                body.read(100)
+            except UploadTooSlow as error:
+                errors.append(error)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reading.wait(5)
+    time.sleep(0.2)
+    client.sendall(b"x")
+    watcher.check()
+    assert reader.is_alive()
+    clock.now = 5.0
+    watcher.check()
+    reader.join(5)
+    assert not reader.is_alive()
+    assert len(errors) == 1
+    assert errors[0].status == "408 Request Timeout"
+    server.close()
+    client.close()
