@@ -13,15 +13,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.client import Gateway, record_path, timed
-from bench.throttled import Paced, Slowloris, paced_upload
+from bench.throttled import Paced, Slowloris, held_upload, paced_upload
 from common.audio.ffmpeg import EncoderOptions, command
 from common.audio.transcode import transcode
 from common.audio.wav import read_header
@@ -37,6 +40,9 @@ CONN_LIMIT_LIFTED = "65535"
 NORMAL_SOURCE = "127.0.0.2"
 SLOWLORIS_SOURCES = [f"127.0.1.{n}" for n in range(1, 31)]
 SLOWLORIS_WAIT_S = 40.0
+HELD_UPLOADS = 8
+HELD_MIB_S = 1
+HELD_SETTLE_S = 8.0
 
 
 def median(values: list[float]) -> float:
@@ -90,19 +96,55 @@ def piped(wav: Path, out_dir: Path, options: EncoderOptions) -> Callable[[], Non
 
 
 def vm(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM in bytes, and Threads, of a process (a zombie has no Vm* lines)."""
     fields: dict[str, int] = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, value = line.partition(":")
         if name in ("VmRSS", "VmHWM"):
             fields[name] = int(value.split()[0]) * 1024
+        elif name == "Threads":
+            fields[name] = int(value)
     return fields
 
 
 def workers(master: int) -> list[int]:
+    """The child processes of `master` (of a gunicorn master: its workers)."""
     out = subprocess.run(
         ["pgrep", "-P", str(master)], capture_output=True, text=True, check=False
     ).stdout
     return [int(pid) for pid in out.split()]
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Summed over a gunicorn master's workers and their children: RSS bytes and threads; the
+    workers' RSS and threads alone; each ffmpeg child's RSS."""
+
+    rss: int
+    threads: int
+    worker_rss: int
+    worker_threads: int
+    ffmpeg_rss: list[int]
+
+
+def footprint(master: int) -> Footprint:
+    rss = threads = worker_rss = worker_threads = 0
+    ffmpeg_rss: list[int] = []
+    for worker in workers(master):
+        for pid in [worker, *workers(worker)]:
+            try:
+                fields = vm(pid)
+                name = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:  # ended since it was listed
+                continue
+            rss += fields.get("VmRSS", 0)
+            threads += fields.get("Threads", 0)
+            if pid == worker:
+                worker_rss += fields.get("VmRSS", 0)
+                worker_threads += fields.get("Threads", 0)
+            elif name == "ffmpeg":
+                ffmpeg_rss.append(fields.get("VmRSS", 0))
+    return Footprint(rss, threads, worker_rss, worker_threads, ffmpeg_rss)
 
 
 @contextmanager
@@ -373,6 +415,57 @@ def slowloris_rows(gateway: Gateway, user: dict[str, str], inputs: Path) -> list
     ]
 
 
+def inflight_rows(
+    gateway: Gateway, user: dict[str, str], stack: Stack | None, inputs: Path
+) -> list[Row]:
+    label = f"i. memory per in-flight upload ({HELD_UPLOADS} uploads at {HELD_MIB_S} MiB/s)"
+    if stack is None:
+        return [(label, "n/a with BENCH_URL", "", "", "")]
+    master = stack.processes["add_record"].pid
+    for _ in range(2):  # modules imported and the workers' own threads started: the idle state
+        paced_upload(gateway, user, seconds_wav(inputs, 1))
+    wav = seconds_wav(inputs, 600)
+    idle = footprint(master)
+    stop = threading.Event()
+    with ThreadPoolExecutor(HELD_UPLOADS) as pool:
+        held = [
+            pool.submit(held_upload, gateway, user, wav, HELD_MIB_S * MIB, stop)
+            for _ in range(HELD_UPLOADS)
+        ]
+        try:
+            time.sleep(HELD_SETTLE_S)
+            samples = []
+            for _ in range(3):
+                samples.append(footprint(master))
+                time.sleep(1)
+        finally:
+            stop.set()
+        outcomes = Counter(future.result() for future in held)
+    deadline = time.monotonic() + 30  # the next section starts on an idle stack
+    while footprint(master).ffmpeg_rss and time.monotonic() < deadline:
+        time.sleep(0.2)
+    busy = max(samples, key=lambda sample: sample.rss)
+    converting = len(busy.ffmpeg_rss)
+    if not converting:
+        raise RuntimeError(f"no held upload reached ffmpeg: {dict(outcomes)}")
+    growth = (busy.rss - idle.rss) / MIB
+    threads = max(sample.threads for sample in samples) - idle.threads
+    in_workers = max(sample.worker_threads for sample in samples) - idle.worker_threads
+    answers = ", ".join(f"{outcome} x{count}" for outcome, count in sorted(outcomes.items()))
+    return [
+        (
+            label,
+            f"add_record +{growth:.1f} MiB in all",
+            f"per upload {growth / converting:.1f} MiB"
+            f" (ffmpeg {statistics.mean(busy.ffmpeg_rss) / MIB:.1f} MiB,"
+            f" worker {(busy.worker_rss - idle.worker_rss) / MIB / converting:.1f} MiB)",
+            f"threads +{threads} ({threads / converting:.1f} per upload,"
+            f" {in_workers / converting:.1f} in the worker)",
+            f"{converting} of {HELD_UPLOADS} converting; uploads ended: {answers}",
+        )
+    ]
+
+
 def start_stack(resources: ExitStack, run_dir: Path, env: dict[str, str]) -> Stack:
     stack = Stack(run_dir=run_dir, port=free_port(), use_nginx=True, env=env)
     stack.start()
@@ -405,7 +498,7 @@ def main() -> None:
         help="size of the WAV for the memory figures (default 1 GiB)",
     )
     parser.add_argument(
-        "--only", default="abcdefgh", help="sections to run, e.g. 'ab' (default: all of abcdefgh)"
+        "--only", default="abcdefghi", help="sections to run, e.g. 'ab' (default: all of abcdefghi)"
     )
     args = parser.parse_args()
     for tool in ("ffmpeg", "wrk") + (() if os.environ.get("BENCH_URL") else ("nginx",)):
@@ -452,6 +545,9 @@ def main() -> None:
         sections: dict[str, Callable[[], list[Row]]] = {
             # POST /user first: the later sections leave PostgreSQL flushing a GiB of writes.
             "e": lambda: create_user_rows(base_url),
+            # i early: add_record's thread pools grow on demand, and uploads run before would have
+            # left threads idle in them for i's uploads to take.
+            "i": lambda: inflight_rows(gateway, user, stack, inputs),
             "a": lambda: latency_rows(gateway, user, inputs, scratch, options),
             "b": lambda: throughput_rows(gateway, user, inputs, scratch, options),
             "cd": lambda: memory_and_download_rows(gateway, user, stack, inputs, args.big_bytes),

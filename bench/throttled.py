@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import select
 import socket
 import statistics
@@ -52,6 +53,44 @@ def raw_request_head(gateway: Gateway, user: dict[str, str], wav: Path) -> bytes
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+def open_upload(
+    gateway: Gateway, user: dict[str, str], wav: Path, source: str | None = None
+) -> http.client.HTTPConnection:
+    """A connection from `source` with the request line and headers of a raw upload of `wav` put,
+    not yet sent (send_paced sends them)."""
+    conn = gateway.connect(source)
+    conn.connect()
+    conn.putrequest("POST", raw_upload_path(user), skip_accept_encoding=True)
+    for name, value in raw_upload_headers(user, wav).items():
+        conn.putheader(name, value)
+    return conn
+
+
+def send_paced(
+    conn: http.client.HTTPConnection,
+    wav: Path,
+    rate: float | None,
+    stop: threading.Event | None = None,
+) -> tuple[float, bool]:
+    """The headers, then the WAV at `rate` bytes/s (None: as fast as it goes). Returns when the
+    first byte went out (perf_counter) and whether the whole body did; with `stop`, it stops early
+    once `stop` is set or the gateway has answered."""
+    with wav.open("rb") as body:
+        start = time.perf_counter()
+        conn.endheaders()
+        sent = 0
+        while piece := body.read(PACE_PIECE):
+            if stop is not None and (stop.is_set() or select.select([conn.sock], [], [], 0)[0]):
+                return start, False
+            if rate is not None:
+                ahead = start + (sent + len(piece)) / rate - time.perf_counter()
+                if ahead > 0:
+                    time.sleep(ahead)
+            conn.send(piece)
+            sent += len(piece)
+    return start, True
+
+
 def paced_upload(
     gateway: Gateway,
     user: dict[str, str],
@@ -61,22 +100,8 @@ def paced_upload(
 ) -> Paced:
     """POST /record with the WAV as the body, sent at `rate` bytes/s (None: as fast as it goes),
     from the address `source`; the answer must be a 201."""
-    conn = gateway.connect(source)
-    conn.connect()
-    conn.putrequest("POST", raw_upload_path(user), skip_accept_encoding=True)
-    for name, value in raw_upload_headers(user, wav).items():
-        conn.putheader(name, value)
-    with wav.open("rb") as body:
-        start = time.perf_counter()
-        conn.endheaders()
-        sent = 0
-        while piece := body.read(PACE_PIECE):
-            if rate is not None:
-                ahead = start + (sent + len(piece)) / rate - time.perf_counter()
-                if ahead > 0:
-                    time.sleep(ahead)
-            conn.send(piece)
-            sent += len(piece)
+    conn = open_upload(gateway, user, wav, source)
+    start, _ = send_paced(conn, wav, rate)
     last_byte = time.perf_counter()
     response = conn.getresponse()
     answer = response.read()
@@ -85,6 +110,23 @@ def paced_upload(
     if response.status != 201:
         raise RuntimeError(f"POST /record: {response.status} {answer!r}")
     return Paced(last_byte - start, answered - last_byte)
+
+
+def held_upload(
+    gateway: Gateway, user: dict[str, str], wav: Path, rate: float, stop: threading.Event
+) -> str:
+    """A raw upload of `wav` at `rate` bytes/s until `stop` is set, then its connection closed
+    mid-body: "held", or the status of an answer that came first (503: no conversion slot)."""
+    conn = open_upload(gateway, user, wav)
+    try:
+        _, whole = send_paced(conn, wav, rate, stop)
+        if stop.is_set() and not whole:
+            return "held"
+        return str(conn.getresponse().status)
+    except OSError as error:
+        return type(error).__name__
+    finally:
+        conn.close()
 
 
 class Slowloris:
