@@ -24,8 +24,9 @@ run: venv  ## migrate, then serve the gateway and the three functions on :$(PORT
 migrate: venv  ## apply the migrations to DATABASE_URL (default: the embedded SQLite file)
 	$(BIN)/python -m common.storage.db
 
-test: venv  ## the whole suite against TEST_DATABASE_URL, in a throwaway database
+test: venv  ## the whole suite against TEST_DATABASE_URL, in a throwaway database; then the functions' and gateway tests again through PgBouncer in transaction mode
 	$(BIN)/python -m pytest
+	TEST_DATABASE_POOLER=pgbouncer $(BIN)/python -m pytest tests/functions tests/end_to_end/test_gateway.py tests/end_to_end/test_streaming_uploads.py
 
 bench: venv  ## upload/download figures beside bare ffmpeg, one table (needs nginx, ffmpeg, wrk)
 	$(BIN)/python -m bench

@@ -44,6 +44,7 @@ class Declared:
 
 DECLARED: tuple[Declared, ...] = (
     Declared("DATABASE_URL", "", "functions"),
+    Declared("DATABASE_READ_URL", "", "functions"),
     Declared("MAX_UPLOAD_BYTES", str(GIB), "functions"),
     Declared("MP3_BITRATE", "192k", "functions"),
     Declared("FFMPEG_PATH", "ffmpeg", "functions"),
@@ -55,7 +56,7 @@ DECLARED: tuple[Declared, ...] = (
     Declared("SPOOL_DIR", "", "functions"),
     Declared("DB_POOL_SIZE", "8", "functions"),
     Declared("USER_QUOTA_BYTES", str(5 * GIB), "functions"),
-    Declared("CONVERSIONS_PER_WORKER", "4", "functions"),
+    Declared("MAX_CONVERSIONS", "8", "functions"),
     Declared("MIN_UPLOAD_BYTES_PER_S", str(64 * KIB), "functions"),
     Declared("DATABASE_APP_ROLE", "", "migrate"),
     Declared("DATABASE_APP_PASSWORD", "", "migrate"),
@@ -75,6 +76,7 @@ DECLARED: tuple[Declared, ...] = (
     Declared("POSTGRES_APP_PASSWORD", "", "compose"),
     Declared("POSTGRES_PORT", "5432", "compose"),
     Declared("GATEWAY_PORT", "8080", "compose"),
+    Declared("DATABASE_HOST", "postgres:5432", "compose"),
     Declared("IMAGE_TAG", "latest", "compose"),
 )
 """Every setting. The gateway also gets MAX_UPLOAD_BYTES and FFMPEG_TIMEOUT_S: nginx/derived.envsh
@@ -95,6 +97,8 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     database_url: str
+    database_read_url: str | None = DEFAULTS["DATABASE_READ_URL"] or None
+    """A streaming replica of DATABASE_URL's server, for get_record's reads (None: the primary)."""
     max_upload_bytes: int = int(DEFAULTS["MAX_UPLOAD_BYTES"])
     mp3_bitrate: str = DEFAULTS["MP3_BITRATE"]
     ffmpeg_path: str = DEFAULTS["FFMPEG_PATH"]
@@ -106,7 +110,7 @@ class Settings:
     spool_dir: str = DEFAULTS["SPOOL_DIR"] or tempfile.gettempdir()
     db_pool_size: int = int(DEFAULTS["DB_POOL_SIZE"])
     user_quota_bytes: int = int(DEFAULTS["USER_QUOTA_BYTES"])
-    conversions_per_worker: int = int(DEFAULTS["CONVERSIONS_PER_WORKER"])
+    max_conversions: int = int(DEFAULTS["MAX_CONVERSIONS"])
     min_upload_bytes_per_s: int = int(DEFAULTS["MIN_UPLOAD_BYTES_PER_S"])
     client_timeout_s: float = float(DEFAULTS["CLIENT_TIMEOUT_S"])
 
@@ -115,6 +119,7 @@ class Settings:
         env = os.environ if environ is None else environ
         settings = cls(
             database_url=env.get("DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH.resolve()}",
+            database_read_url=_text(env, "DATABASE_READ_URL") or None,
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES"),
             mp3_bitrate=_text(env, "MP3_BITRATE"),
             ffmpeg_path=_text(env, "FFMPEG_PATH"),
@@ -126,7 +131,7 @@ class Settings:
             spool_dir=_text(env, "SPOOL_DIR") or tempfile.gettempdir(),
             db_pool_size=_int(env, "DB_POOL_SIZE"),
             user_quota_bytes=_int(env, "USER_QUOTA_BYTES"),
-            conversions_per_worker=_int(env, "CONVERSIONS_PER_WORKER"),
+            max_conversions=_int(env, "MAX_CONVERSIONS"),
             min_upload_bytes_per_s=_int(env, "MIN_UPLOAD_BYTES_PER_S"),
             client_timeout_s=_float(env, "CLIENT_TIMEOUT_S"),
         )
@@ -152,15 +157,21 @@ class Settings:
             raise ConfigError("DB_POOL_SIZE must be at least 1")
         if self.user_quota_bytes < 1:
             raise ConfigError("USER_QUOTA_BYTES must be positive")
-        if not 1 <= self.conversions_per_worker < self.db_pool_size:
+        if not 1 <= self.max_conversions <= self.db_pool_size:
             raise ConfigError(
-                "CONVERSIONS_PER_WORKER must be at least 1 and below DB_POOL_SIZE: each conversion"
-                " holds a database connection"
+                "MAX_CONVERSIONS must be at least 1 and at most DB_POOL_SIZE: each conversion holds"
+                " a database connection of its worker's pool, and one worker may run them all"
             )
         if self.min_upload_bytes_per_s < 0:
             raise ConfigError("MIN_UPLOAD_BYTES_PER_S must be 0 (no minimum) or more")
         if self.client_timeout_s <= 0:
             raise ConfigError("CLIENT_TIMEOUT_S must be positive")
+        read_url = self.database_read_url
+        if read_url is not None and urlsplit(read_url).scheme != "postgresql+psycopg":
+            raise ConfigError(
+                "DATABASE_READ_URL must be a PostgreSQL URL (postgresql+psycopg://...): a streaming"
+                " replica of DATABASE_URL's server"
+            )
         if self.public_base_url is not None:
             parts = urlsplit(self.public_base_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:

@@ -1,6 +1,7 @@
 """Temporary directories owned by a process: named after its pid, swept once it is dead.
 
-add_record gives each upload one (the spool); gunicorn's master one for its workers' metrics. A
+add_record gives each upload one (the spool), and the workers of one gunicorn master one for their
+conversion slots; gunicorn's master one for its workers' metrics. A
 process killed mid-way (SIGKILL, OOM) cannot clean up after itself: the next one to start removes
 every such directory whose owner is no longer alive.
 """
@@ -15,6 +16,13 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 PREFIX = "audiosvc-upload-"
+SLOTS_PREFIX = "audiosvc-slots-"
+
+
+def instance_directory(spool_dir: str) -> Path:
+    """The directory the workers of one gunicorn master share (their conversion slots), named
+    after the master: a worker's parent. Swept like the others once the master is dead."""
+    return Path(spool_dir) / f"{SLOTS_PREFIX}{os.getppid()}-workers"
 
 
 def upload_directory(spool_dir: str) -> AbstractContextManager[str]:

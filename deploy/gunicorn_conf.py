@@ -3,7 +3,8 @@
 add_record is CPU-bound through its ffmpeg children, about one worker per core; but the gateway
 streams upload bodies through as they arrive, so each upload holds a thread for as long as its
 client takes to send it: 32 threads per worker, most of them waiting on a client, and at most
-CONVERSIONS_PER_WORKER of them running an ffmpeg (common/audio/ffmpeg.py's ConversionSlots).
+MAX_CONVERSIONS of the instance's threads running an ffmpeg (common/audio/ffmpeg.py's
+ConversionSlots, shared by the workers).
 create_user and get_record are I/O-bound: threads per worker. gthread workers keep connections from
 nginx alive between requests, and report to the arbiter from their main loop, so a long upload in a
 thread never trips the worker timeout. Each value is a declared setting (common/config.py); unset or

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from common.config import Settings
 from common.storage.db import create_engine, migrate
 from devstack.databases import DEFAULT_SERVER_URL, throwaway_database
+from devstack.pgbouncer import pgbouncer
 from functions.add_record.app import create_app as add_record_app
 from functions.create_user.app import create_app as create_user_app
 from functions.get_record.app import create_app as get_record_app
@@ -21,10 +22,15 @@ from functions.get_record.app import create_app as get_record_app
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    """A database of this run's own on the TEST_DATABASE_URL server, dropped at the end."""
+    """A database of this run's own on the TEST_DATABASE_URL server, dropped at the end; with
+    TEST_DATABASE_POOLER=pgbouncer, reached through a PgBouncer in transaction mode."""
     server = os.environ.get("TEST_DATABASE_URL", DEFAULT_SERVER_URL)
     with throwaway_database(server, "audiosvc_test") as url:
-        yield url
+        if os.environ.get("TEST_DATABASE_POOLER") == "pgbouncer":
+            with pgbouncer(url) as pooled:
+                yield pooled
+        else:
+            yield url
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from common.spool import SLOTS_PREFIX
 from common.storage.db import record_chunks, records
 
 # --- WAVs --------------------------------------------------------------------------------------
@@ -175,6 +176,11 @@ class Trickle(io.BytesIO):
         return super().read(wanted)
 
 
+def left_in_spool(spool_dir: Path) -> list[Path]:
+    """What uploads left in the spool: everything but the instance's conversion slots."""
+    return [path for path in spool_dir.iterdir() if not path.name.startswith(SLOTS_PREFIX)]
+
+
 def stored_rows(engine: Engine, record_id: uuid.UUID | None = None) -> tuple[int, int]:
     """(records, chunk rows) stored, of one record or of all."""
     count_records = sa.select(sa.func.count()).select_from(records)
@@ -186,6 +192,15 @@ def stored_rows(engine: Engine, record_id: uuid.UUID | None = None) -> tuple[int
         return conn.execute(count_records).scalar_one(), conn.execute(count_chunks).scalar_one()
 
 
+def stored_rows_at(database_url: str) -> tuple[int, int]:
+    """(records, chunk rows) stored in the database of `database_url`, by an engine of its own."""
+    engine = sa.create_engine(database_url)
+    try:
+        return stored_rows(engine)
+    finally:
+        engine.dispose()
+
+
 @contextmanager
 def nothing_stored(engine: Engine, spool_dir: Path | None = None) -> Iterator[None]:
     """The block stores no record and no chunk row, and leaves the spool directory empty."""
@@ -193,4 +208,4 @@ def nothing_stored(engine: Engine, spool_dir: Path | None = None) -> Iterator[No
     yield
     assert stored_rows(engine) == before, "a refused upload left rows behind"
     if spool_dir is not None:
-        assert list(spool_dir.iterdir()) == [], "a refused upload left files in the spool"
+        assert left_in_spool(spool_dir) == [], "a refused upload left files in the spool"

@@ -81,27 +81,41 @@ class ConverterUnavailable(ConverterFault):
 
 
 class ConverterBusy(ConverterFault):
-    """Every conversion slot of this worker is taken (503 with a short Retry-After)."""
+    """Every conversion slot of this add_record instance is taken (503, a short Retry-After)."""
 
 
 class ConversionSlots:
-    """At most `size` ffmpeg processes of this worker at once; one past them is refused at once,
-    never queued, so that a crowd of uploads costs a bounded amount of memory and no one hangs."""
+    """At most `size` ffmpeg processes at once among the processes sharing `directory` (the workers
+    of one add_record instance); one past them is refused at once, never queued, so that a crowd of
+    uploads costs a bounded amount of memory and no one hangs.
 
-    def __init__(self, size: int) -> None:
+    A slot is a lock file held with flock: any worker takes any free slot (gunicorn hands
+    connections to whichever worker accepts first, not to the least busy), and the kernel frees
+    the slots of a worker that dies.
+    """
+
+    def __init__(self, directory: Path, size: int) -> None:
         self.size = size
-        self._free = threading.BoundedSemaphore(size)
+        self._paths = [directory / f"slot-{index}" for index in range(size)]
+        directory.mkdir(parents=True, exist_ok=True)
 
     @contextlib.contextmanager
     def take(self) -> Iterator[None]:
-        if not self._free.acquire(blocking=False):
-            raise ConverterBusy(
-                f"all {self.size} conversions of this worker are in progress; try again shortly"
-            )
-        try:
-            yield
-        finally:
-            self._free.release()
+        for path in self._paths:
+            slot = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(slot)
+                continue
+            try:
+                yield
+            finally:
+                os.close(slot)
+            return
+        raise ConverterBusy(
+            f"all {self.size} conversions of this server are in progress; try again shortly"
+        )
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,14 @@ def create_engine(url: str, pool_size: int = 8) -> Engine:
         pool_size=pool_size,
         max_overflow=2,
         pool_timeout=10,
-        connect_args={"connect_timeout": 5, "cursor_factory": BinaryCursor},
+        connect_args={
+            "connect_timeout": 5,
+            "cursor_factory": BinaryCursor,
+            # No server-side prepared statements: through a pooler in transaction mode (PgBouncer
+            # before 1.21) the next transaction may run on another server connection, which has
+            # not prepared them or has its own of the same name. Each query is parsed anew.
+            "prepare_threshold": None,
+        },
     )
 
 

@@ -18,7 +18,8 @@ from typing import BinaryIO
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from common.storage.db import record_chunks, records, users
+from common.config import Settings
+from common.storage.db import record_chunks, records, users, utc_now
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,12 @@ class RecordStore:
                 if piece is None:
                     return
                 yield bytes(piece)
+
+
+def open_store(engine: Engine, settings: Settings) -> RecordStore:
+    """The functions' record store. The one place that picks where MP3 bytes live: another
+    backend (an object store) would be a class with RecordStore's methods, chosen here."""
+    return RecordStore(engine, settings.chunk_bytes, now=utc_now)
 
 
 class RecordWriter:

@@ -17,12 +17,13 @@ from common.http.observability import conversion_timer
 from common.http.params import uuid_param
 from common.http.urls import base_url, record_url
 from common.names import file_stem, original_name
-from common.spool import sweep, upload_directory
+from common.spool import SLOTS_PREFIX, instance_directory, sweep, upload_directory
 from common.storage.accounts import Accounts
 from common.storage.db import create_engine, utc_now
-from common.storage.records import AudioFacts, QuotaExceeded, RecordStore
+from common.storage.records import AudioFacts, QuotaExceeded, RecordStore, open_store
 from functions.add_record.errors import QuotaExceededError, add_conversion_errors
 from functions.add_record.intake import open_upload
+from functions.add_record.linger import WSGIApp, linger_after_answer
 from functions.add_record.pace import PaceRule, PaceWatcher
 
 
@@ -32,7 +33,9 @@ class Records:
         self._store = store
         self._settings = settings
         self._encoder = EncoderOptions.from_settings(settings)
-        self._slots = ConversionSlots(settings.conversions_per_worker)
+        self._slots = ConversionSlots(
+            instance_directory(settings.spool_dir), settings.max_conversions
+        )
         self._pace = PaceWatcher(
             PaceRule(settings.client_timeout_s, settings.min_upload_bytes_per_s)
         )
@@ -88,11 +91,13 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FunctionApp:
     app = create_base_app("add_record", engine)
     add_conversion_errors(app)
     sweep(settings.spool_dir)
+    sweep(settings.spool_dir, SLOTS_PREFIX)
     accounts = Accounts(engine, now=utc_now)
-    store = RecordStore(engine, settings.chunk_bytes, now=utc_now)
+    store = open_store(engine, settings)
     app.add_route("/record", Records(accounts, store, settings))
     return app
 
 
-def get_app() -> FunctionApp:
-    return create_app(Settings.from_env())
+def get_app() -> WSGIApp:
+    """What gunicorn serves: the app, lingering after its answers (see linger.py)."""
+    return linger_after_answer(create_app(Settings.from_env()))

@@ -13,7 +13,7 @@ from common.http.params import uuid_param
 from common.names import file_stem
 from common.storage.accounts import Accounts
 from common.storage.db import create_engine, utc_now
-from common.storage.records import Record, RecordStore
+from common.storage.records import Record, open_store
 from functions.get_record.disposition import attachment
 from functions.get_record.listing import RecordList
 from functions.get_record.ranges import (
@@ -23,11 +23,12 @@ from functions.get_record.ranges import (
     modified_after,
     not_modified,
 )
+from functions.get_record.read_side import ReadSide, Source, create_read_engine, replica_name
 
 
 class RecordFile:
-    def __init__(self, store: RecordStore) -> None:
-        self._store = store
+    def __init__(self, reads: ReadSide) -> None:
+        self._reads = reads
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._answer(req, resp, send_body=True)
@@ -38,9 +39,10 @@ class RecordFile:
     def _answer(self, req: falcon.Request, resp: falcon.Response, send_body: bool) -> None:
         record_id = uuid_param(req, "id")
         user_id = req.context.user_id = uuid_param(req, "user")
-        record = self._store.find(record_id, user_id)
-        if record is None:
+        found = self._reads.find(record_id, user_id)
+        if found is None:
             raise falcon.HTTPNotFound(title="Not found", description="no such record for this user")
+        record = found.record
         etag = f'"{record.sha256}"'
         modified = record.created_at.astimezone(UTC).replace(microsecond=0)
         resp.etag = etag
@@ -78,29 +80,42 @@ class RecordFile:
         resp.set_header("Content-Disposition", attachment(_stem(record)))
         resp.content_length = stop - start
         if send_body:
-            resp.stream = self._store.read(record, start, stop)
+            resp.stream = self._reads.read(found, start, stop)
 
 
 def _stem(record: Record) -> str:
     return file_stem(record.name) or str(record.id)
 
 
-def create_app(settings: Settings, engine: Engine | None = None) -> FunctionApp:
-    """The function's app; `engine` defaults to a new one for this worker process."""
+def create_app(
+    settings: Settings, engine: Engine | None = None, read_engine: Engine | None = None
+) -> FunctionApp:
+    """The function's app; `engine` (the primary's) defaults to a new one for this worker process,
+    and so does `read_engine` (the replica's) when DATABASE_READ_URL is set. /healthz checks the
+    primary only: a replica that is down costs no answer (functions/get_record/read_side.py)."""
     engine = engine or create_engine(settings.database_url, settings.db_pool_size)
     app = create_base_app("get_record", engine)
-    store = RecordStore(engine, settings.chunk_bytes, now=utc_now)
-    app.add_route("/record", RecordFile(store))
+    primary = _source(engine, settings)
+    if settings.database_read_url is None:
+        reads = ReadSide(primary)
+    else:
+        read_engine = read_engine or create_read_engine(
+            settings.database_read_url, settings.db_pool_size
+        )
+        reads = ReadSide(
+            primary,
+            _source(read_engine, settings),
+            replica_name=replica_name(settings.database_read_url),
+        )
+    app.add_route("/record", RecordFile(reads))
     app.add_route(
-        "/records",
-        RecordList(
-            Accounts(engine, now=utc_now),
-            store,
-            settings.public_base_url,
-            settings.user_quota_bytes,
-        ),
+        "/records", RecordList(reads, settings.public_base_url, settings.user_quota_bytes)
     )
     return app
+
+
+def _source(engine: Engine, settings: Settings) -> Source:
+    return Source(open_store(engine, settings), Accounts(engine, now=utc_now))
 
 
 def get_app() -> FunctionApp:

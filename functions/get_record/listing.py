@@ -8,11 +8,11 @@ from typing import Any
 
 import falcon
 
-from common.http.auth import authenticate, request_token
+from common.http.auth import request_token
 from common.http.params import required_uuid, single_param, uuid_param
 from common.http.urls import base_url, record_url
-from common.storage.accounts import Accounts
-from common.storage.records import Record, RecordStore, UnknownCursor
+from common.storage.records import Record, UnknownCursor
+from functions.get_record.read_side import ReadSide
 
 _LIMIT = re.compile(r"[0-9]{1,3}")
 DEFAULT_LIMIT = 50
@@ -20,11 +20,8 @@ MAX_LIMIT = 200
 
 
 class RecordList:
-    def __init__(
-        self, accounts: Accounts, store: RecordStore, public_base_url: str | None, quota_bytes: int
-    ) -> None:
-        self._accounts = accounts
-        self._store = store
+    def __init__(self, reads: ReadSide, public_base_url: str | None, quota_bytes: int) -> None:
+        self._reads = reads
         self._public_base_url = public_base_url
         self._quota_bytes = quota_bytes
 
@@ -32,9 +29,9 @@ class RecordList:
         user_id = req.context.user_id = uuid_param(req, "user")
         limit = _limit(single_param(req, "limit"))
         before = _before(single_param(req, "before"))
-        authenticate(self._accounts, user_id, request_token(req))
+        source = self._reads.authenticate(user_id, request_token(req))
         try:
-            page, next_cursor = self._store.page(user_id, limit, before)
+            listing = self._reads.listing(source, user_id, limit, before)
         except UnknownCursor:
             raise falcon.HTTPBadRequest(
                 title="Malformed parameter", description="before is not one of this user's records"
@@ -42,10 +39,10 @@ class RecordList:
         base = base_url(req, self._public_base_url)
         resp.set_header("Cache-Control", "no-store")
         resp.media = {
-            "records": [_entry(record, base) for record in page],
-            "next": None if next_cursor is None else str(next_cursor),
+            "records": [_entry(record, base) for record in listing.records],
+            "next": None if listing.next_cursor is None else str(listing.next_cursor),
             "quota": self._quota_bytes,
-            "used": self._store.used_bytes(user_id),
+            "used": listing.used_bytes,
         }
 
     on_head = on_get

@@ -295,7 +295,7 @@ def test_ffmpeg_runs_with_a_minimal_environment(
 
 
 def test_conversions_past_the_slots_are_refused_not_queued(tmp_path: Path) -> None:
-    slots = ConversionSlots(1)
+    slots = ConversionSlots(tmp_path / "slots", 1)
     with slots.take(), pytest.raises(ConverterBusy, match="all 1 conversions"):
         transcode(io.BytesIO(pcm16(0.1)), tmp_path / "out.mp3", OPTIONS, slots=slots)
     assert transcode(io.BytesIO(pcm16(0.1)), tmp_path / "out.mp3", OPTIONS, slots=slots)

@@ -5,13 +5,11 @@ Each test checks the answer (status, JSON reason) and that nothing is lost or ha
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -22,13 +20,13 @@ from typing import Any, TypeVar
 
 import pytest
 import requests
-import sqlalchemy as sa
 
 from common.spool import PREFIX
 from common.storage.db import migrate
-from devstack.stack import Stack, free_port, wait_for_port
+from devstack.private_postgres import PrivatePostgres, postgres_bin
+from devstack.stack import Stack, wait_for_port
 from devstack.wavgen import write_wav
-from tests.helpers import pcm16, stored_rows
+from tests.helpers import left_in_spool, pcm16, stored_rows_at
 from tests.stacks import UNLIMITED, converting_worker, gateway, needs_nginx, new_user, upload
 
 pytestmark = needs_nginx
@@ -44,19 +42,11 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     with gateway(
         tmp_path_factory.mktemp("faults"),
         database_url,
-        CONVERSIONS_PER_WORKER="16",
+        MAX_CONVERSIONS="16",
         DB_POOL_SIZE="18",
         **UNLIMITED,
     ) as stack:
         yield stack
-
-
-def count_rows(database_url: str) -> tuple[int, int]:
-    engine = sa.create_engine(database_url)
-    try:
-        return stored_rows(engine)
-    finally:
-        engine.dispose()
 
 
 def test_rate_limits_answer_429_in_json(database_url: str, tmp_path: Path) -> None:
@@ -141,7 +131,7 @@ def test_ffmpeg_killed_mid_conversion_is_503_and_stores_nothing(
 ) -> None:
     """Not the WAV's fault: the client is told to try again, and nothing is kept."""
     user = new_user(stack)
-    before = count_rows(database_url)
+    before = stored_rows_at(database_url)
     master = stack.processes["add_record"].pid
 
     def kill_ffmpeg() -> None:
@@ -154,8 +144,8 @@ def test_ffmpeg_killed_mid_conversion_is_503_and_stores_nothing(
     assert result.headers["Retry-After"] == "30"
     assert result.json()["title"] == "Converter unavailable"
     assert "signal 9" in result.json()["description"]
-    assert count_rows(database_url) == before
-    assert list(Path(stack.env["SPOOL_DIR"]).iterdir()) == []
+    assert stored_rows_at(database_url) == before
+    assert left_in_spool(Path(stack.env["SPOOL_DIR"])) == []
 
 
 def test_add_record_worker_killed_mid_upload(
@@ -163,7 +153,7 @@ def test_add_record_worker_killed_mid_upload(
 ) -> None:
     """The gateway answers 502; the next worker sweeps what the dead one spooled."""
     user = new_user(stack)
-    before = count_rows(database_url)
+    before = stored_rows_at(database_url)
     spool = Path(stack.env["SPOOL_DIR"])
     master = stack.processes["add_record"].pid
 
@@ -179,69 +169,12 @@ def test_add_record_worker_killed_mid_upload(
     assert result.status_code == 502
     assert result.json()["title"] == "Bad Gateway"
     assert orphaned, "the killed worker had a spool directory"
-    assert count_rows(database_url) == before
+    assert stored_rows_at(database_url) == before
     deadline = time.monotonic() + 20
     while any(path.exists() for path in orphaned) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(path.exists() for path in orphaned), "the next worker swept the spool"
     assert upload(stack, user, pcm16(0.5)).status_code == 201
-
-
-def postgres_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    return Path(found[-1]).parent if found and shutil.which("runuser") else None
-
-
-class PrivatePostgres:
-    """A PostgreSQL server of the test's own, so that it can be stopped and started."""
-
-    def __init__(self, directory: Path, binaries: Path) -> None:
-        self.directory, self.binaries, self.port = directory, binaries, free_port()
-        self.directory.mkdir()
-        shutil.chown(self.directory, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.directory / "data"), "-A", "trust", "-U", "postgres")
-        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, tool: str, *args: str) -> None:
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", str(self.binaries / tool), *args],
-            check=True,
-            capture_output=True,
-        )
-
-    def start(self) -> None:
-        self._run(
-            "pg_ctl",
-            "-D",
-            str(self.directory / "data"),
-            "-w",
-            "-l",
-            str(self.directory / "log"),
-            "-o",
-            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1",
-            "start",
-        )
-
-    def stop(self) -> None:
-        self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")
-
-    def stop_if_running(self) -> None:
-        subprocess.run(
-            [
-                "runuser",
-                "-u",
-                "postgres",
-                "--",
-                str(self.binaries / "pg_ctl"),
-                "-D",
-                str(self.directory / "data"),
-                "-m",
-                "immediate",
-                "stop",
-            ],
-            capture_output=True,
-            check=False,
-        )
 
 
 @pytest.mark.skipif(

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from common.storage.db import record_chunks, records
 from functions.add_record.app import create_app
-from tests.helpers import fmt_chunk, multipart, nothing_stored, pcm16, riff
+from tests.helpers import fmt_chunk, left_in_spool, multipart, nothing_stored, pcm16, riff
 
 WAV = pcm16(1.0, 44100, 2)
 
@@ -243,7 +243,7 @@ def test_over_limit_is_413(
     client = TestClient(create_app(replace(settings, max_upload_bytes=len(WAV) - 1), engine))
     result = post_raw(client, {"user": user["id"], "token": user["token"]}, WAV)
     assert result.status_code == 413
-    assert list(spool_dir.iterdir()) == []
+    assert left_in_spool(spool_dir) == []
 
 
 def test_a_chunked_body_over_the_limit_is_413_while_streaming(
@@ -260,7 +260,7 @@ def test_a_chunked_body_over_the_limit_is_413_while_streaming(
     assert result.status_code == 413
     assert result.json["description"] == f"the WAV may be at most {1 << 20} bytes"
     assert body.tell() < 3 << 20
-    assert list(spool_dir.iterdir()) == []
+    assert left_in_spool(spool_dir) == []
 
 
 def test_a_conversion_past_its_deadline_is_503_with_retry_after(
@@ -284,4 +284,4 @@ def test_no_converter_is_503_with_retry_after(
     result = post_raw(client, {"user": user["id"], "token": user["token"]}, WAV)
     assert result.status_code == 503, result.text
     assert result.headers["retry-after"] == "30"
-    assert list(spool_dir.iterdir()) == []
+    assert left_in_spool(spool_dir) == []
