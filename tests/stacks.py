@@ -105,6 +105,16 @@ def upload(
     )
 
 
+def records_of(stack: Gateway, user: dict[str, str]) -> requests.Response:
+    """GET /records of `user` with its token as Bearer: the first page of its listing."""
+    return requests.get(
+        f"{stack.url}/records",
+        params={"user": user["id"]},
+        headers={"Authorization": f"Bearer {user['token']}"},
+        timeout=30,
+    )
+
+
 def children(pid: int) -> list[int]:
     out = subprocess.run(
         ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False

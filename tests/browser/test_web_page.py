@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from tests.helpers import pcm16
-from tests.stacks import Gateway, gateway_under_test, needs_nginx
+from tests.stacks import Gateway, gateway_under_test, needs_nginx, records_of
 
 try:
     from playwright.sync_api import (
@@ -173,12 +173,7 @@ def test_creating_an_account_shows_the_token_once_and_keeps_it(
     }
     expect(page.locator("#who")).to_have_text(f"Signed in as {name}")
     expect(page.get_by_role("status")).to_contain_text("Account created")
-    listing = requests.get(
-        f"{stack.url}/records",
-        params={"user": account["id"]},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    )
+    listing = records_of(stack, {"id": account["id"], "token": token})
     assert listing.status_code == 200
     # A new visit: still signed in, the token is not shown again.
     page.reload()

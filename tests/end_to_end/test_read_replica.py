@@ -34,7 +34,7 @@ from devstack.stack import Stack
 from functions.get_record.app import create_app
 from functions.get_record.read_side import REPLICA_REST_S, create_read_engine
 from tests.helpers import pcm16
-from tests.stacks import UNLIMITED, gateway, needs_nginx, new_user, upload
+from tests.stacks import UNLIMITED, gateway, needs_nginx, new_user, records_of, upload
 
 pytestmark = [
     needs_nginx,
@@ -125,17 +125,8 @@ def download(url: str, **headers: str) -> requests.Response:
     return answer
 
 
-def listing(stack: Stack, user: dict[str, str]) -> requests.Response:
-    return requests.get(
-        f"{stack.url}/records",
-        params={"user": user["id"]},
-        headers={"Authorization": f"Bearer {user['token']}"},
-        timeout=30,
-    )
-
-
 def listed(stack: Stack, user: dict[str, str]) -> list[str]:
-    answer = listing(stack, user)
+    answer = records_of(stack, user)
     assert answer.status_code == 200, answer.text
     return [record["id"] for record in answer.json()["records"]]
 
@@ -195,12 +186,7 @@ def test_a_user_newer_than_the_replica_is_served_by_the_primary(
     # The replica does not know this user: the listing is the primary's, new record and all.
     assert listed(stack, user) == [created["id"]]
     assert download(created["url"]).status_code == 200
-    wrong = requests.get(
-        f"{stack.url}/records",
-        params={"user": user["id"]},
-        headers={"Authorization": f"Bearer {uuid.uuid4()}"},
-        timeout=30,
-    )
+    wrong = records_of(stack, {"id": user["id"], "token": str(uuid.uuid4())})
     assert wrong.status_code == 401
 
 
