@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from common.config import Settings
+from common.http.app import WSGIApp
 from common.storage.db import create_engine
 from devstack.routes import ROUTES
 from functions.add_record.app import create_app as create_add_record
@@ -19,7 +20,6 @@ from functions.create_user.app import create_app as create_create_user
 from functions.get_record.app import create_app as create_get_record
 
 WEB_ROOT = Path(__file__).resolve().parent.parent / "nginx" / "web"
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class Dispatcher:

@@ -4,7 +4,7 @@ metrics, /healthz and /metrics, and 503 when the database cannot be reached."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias
 
 import falcon
@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from common.http.observability import RequestTelemetry, add_operations_routes
 
 FunctionApp: TypeAlias = "falcon.App[falcon.Request, falcon.Response]"
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 ErrorHandler = Callable[[falcon.Request, falcon.Response, Exception, dict[str, Any]], None]
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",

@@ -74,30 +74,23 @@ class RecordStore:
         self._chunk_bytes = chunk_bytes
         self._now = now
         self._new_uuid = new_uuid
+        self._streaming = engine.dialect.name != "sqlite"
 
     def used_bytes(self, user_id: uuid.UUID) -> int:
         """MP3 bytes the user has stored."""
         with self._reader.connect() as conn:
             return _used_bytes(conn, user_id)
 
-    def save(
-        self, user_id: uuid.UUID, facts: AudioFacts, mp3: BinaryIO, quota_bytes: int
-    ) -> uuid.UUID:
-        """Store a finished MP3 as a new record of `user_id` (see RecordWriter.commit)."""
-        with self.writer(mp3) as writer:
-            return writer.commit(user_id, facts, quota_bytes)
-
     def writer(self, mp3: BinaryIO) -> RecordWriter:
         """A writer of the MP3 file `mp3` as a new record: use it as a context manager; what it
         has not committed when the block ends is rolled back."""
-        streaming = self._engine.dialect.name != "sqlite"
         return RecordWriter(
             self._engine,
             mp3,
             chunk_bytes=self._chunk_bytes,
             now=self._now,
             record_id=self._new_uuid(),
-            streaming=streaming,
+            streaming=self._streaming,
         )
 
     def find(self, record_id: uuid.UUID, user_id: uuid.UUID) -> Record | None:

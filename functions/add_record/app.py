@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from common.audio.ffmpeg import ConversionSlots, EncoderOptions
 from common.audio.transcode import transcode
 from common.config import Settings
-from common.http.app import FunctionApp, create_base_app
+from common.http.app import FunctionApp, WSGIApp, create_base_app
 from common.http.auth import authenticate, request_token
 from common.http.observability import conversion_timer
 from common.http.params import uuid_param
@@ -23,7 +23,7 @@ from common.storage.db import create_engine, utc_now
 from common.storage.records import AudioFacts, QuotaExceeded, RecordStore, open_store
 from functions.add_record.errors import QuotaExceededError, add_conversion_errors
 from functions.add_record.intake import open_upload
-from functions.add_record.linger import WSGIApp, linger_after_answer
+from functions.add_record.linger import linger_after_answer
 from functions.add_record.pace import PaceRule, PaceWatcher
 
 

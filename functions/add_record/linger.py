@@ -16,11 +16,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from common.http.app import WSGIApp
 from functions.add_record.pace import STEP
 
 LINGER_S = 10.0
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 def linger_after_answer(app: WSGIApp) -> WSGIApp:

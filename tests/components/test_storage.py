@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -35,6 +36,14 @@ def owner(db: Engine) -> uuid.UUID:
     return Accounts(db, utc_now).create(f"owner-{uuid.uuid4()}").id
 
 
+def save(
+    store: RecordStore, owner: uuid.UUID, facts: AudioFacts, mp3: BinaryIO, quota_bytes: int
+) -> uuid.UUID:
+    """A finished MP3 stored as a new record, as add_record does once ffmpeg is done."""
+    with store.writer(mp3) as writer:
+        return writer.commit(owner, facts, quota_bytes)
+
+
 class FailingAfter(io.BytesIO):
     """An MP3 file whose reading fails part-way, like a worker dying mid-copy."""
 
@@ -51,7 +60,7 @@ class FailingAfter(io.BytesIO):
 def test_save_and_read_back_any_range(db: Engine, owner: uuid.UUID) -> None:
     data = bytes(range(256)) * 5000
     store = RecordStore(db, CHUNK, utc_now)
-    record_id = store.save(owner, FACTS, io.BytesIO(data), QUOTA)
+    record_id = save(store, owner, FACTS, io.BytesIO(data), QUOTA)
     record = store.find(record_id, owner)
     assert record is not None
     assert (record.size, record.chunk_bytes) == (len(data), CHUNK)
@@ -69,14 +78,14 @@ def test_a_failed_copy_leaves_nothing_behind(db: Engine, owner: uuid.UUID) -> No
     fixed = uuid.uuid4()
     store = RecordStore(db, CHUNK, utc_now, new_uuid=lambda: fixed)
     with pytest.raises(OSError, match="disk gone"):
-        store.save(owner, FACTS, FailingAfter(bytes(4 * CHUNK), fail_at=2 * CHUNK), QUOTA)
+        save(store, owner, FACTS, FailingAfter(bytes(4 * CHUNK), fail_at=2 * CHUNK), QUOTA)
     assert stored_rows(db, fixed) == (0, 0)
     assert store.find(fixed, owner) is None
 
 
 def test_another_owner_finds_nothing(db: Engine, owner: uuid.UUID) -> None:
     store = RecordStore(db, CHUNK, utc_now)
-    record_id = store.save(owner, FACTS, io.BytesIO(b"x" * 10), QUOTA)
+    record_id = save(store, owner, FACTS, io.BytesIO(b"x" * 10), QUOTA)
     assert store.find(record_id, uuid.uuid4()) is None
 
 
@@ -101,11 +110,11 @@ def test_the_quota_counts_what_is_stored_and_refuses_what_would_pass_it(
     db: Engine, owner: uuid.UUID
 ) -> None:
     store = RecordStore(db, CHUNK, utc_now)
-    store.save(owner, FACTS, io.BytesIO(bytes(600)), quota_bytes=1000)
+    save(store, owner, FACTS, io.BytesIO(bytes(600)), quota_bytes=1000)
     assert store.used_bytes(owner) == 600
-    store.save(owner, FACTS, io.BytesIO(bytes(400)), quota_bytes=1000)  # exactly at the quota
+    save(store, owner, FACTS, io.BytesIO(bytes(400)), quota_bytes=1000)  # exactly at the quota
     with pytest.raises(QuotaExceeded) as refused:
-        store.save(owner, FACTS, io.BytesIO(bytes(1)), quota_bytes=1000)
+        save(store, owner, FACTS, io.BytesIO(bytes(1)), quota_bytes=1000)
     assert (refused.value.used, refused.value.size, refused.value.quota) == (1000, 1, 1000)
     assert store.used_bytes(owner) == 1000
     assert store.used_bytes(uuid.uuid4()) == 0
@@ -119,16 +128,16 @@ def test_concurrent_saves_of_one_user_never_pass_the_quota(database_url: str) ->
         store = RecordStore(engine, CHUNK, utc_now)
         barrier = threading.Barrier(10)
 
-        def save() -> bool:
+        def save_at_once() -> bool:
             barrier.wait()
             try:
-                store.save(owner, FACTS, io.BytesIO(bytes(300)), quota_bytes=1000)
+                save(store, owner, FACTS, io.BytesIO(bytes(300)), quota_bytes=1000)
             except QuotaExceeded:
                 return False
             return True
 
         with ThreadPoolExecutor(10) as pool:
-            outcomes = list(pool.map(lambda _: save(), range(10)))
+            outcomes = list(pool.map(lambda _: save_at_once(), range(10)))
         assert outcomes.count(True) == 3
         assert store.used_bytes(owner) == 900
     finally:
