@@ -157,11 +157,8 @@ class Settings:
             raise ConfigError("DB_POOL_SIZE must be at least 1")
         if self.user_quota_bytes < 1:
             raise ConfigError("USER_QUOTA_BYTES must be positive")
-        if not 1 <= self.max_conversions <= self.db_pool_size:
-            raise ConfigError(
-                "MAX_CONVERSIONS must be at least 1 and at most DB_POOL_SIZE: each conversion holds"
-                " a database connection of its worker's pool, and one worker may run them all"
-            )
+        if self.max_conversions < 1:
+            raise ConfigError("MAX_CONVERSIONS must be at least 1")
         if self.min_upload_bytes_per_s < 0:
             raise ConfigError("MIN_UPLOAD_BYTES_PER_S must be 0 (no minimum) or more")
         if self.client_timeout_s <= 0:

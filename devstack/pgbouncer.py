@@ -27,16 +27,18 @@ RUN_AS = "postgres"
 
 
 @contextmanager
-def pgbouncer(database_url: str) -> Iterator[str]:
+def pgbouncer(database_url: str, pool_size: int = 40, wait_timeout_s: int = 120) -> Iterator[str]:
     """Start PgBouncer in front of the server of `database_url` (trust authentication, as the
-    test server has); yield the same URL through it; stop it and remove its files on exit."""
+    test server has), with `pool_size` server connections per database and user, and clients
+    that waited `wait_timeout_s` for one disconnected; yield the same URL through it; stop it
+    and remove its files on exit."""
     if not Path(BINARY).exists():
         raise RuntimeError("pgbouncer is not installed: apt-get install pgbouncer (.ci/run does)")
     with tempfile.TemporaryDirectory(prefix="audiosvc-pgbouncer-") as temp:
-        yield from _run(sa.make_url(database_url), Path(temp))
+        yield from _run(sa.make_url(database_url), Path(temp), pool_size, wait_timeout_s)
 
 
-def _run(url: sa.URL, directory: Path) -> Iterator[str]:
+def _run(url: sa.URL, directory: Path, pool_size: int, wait_timeout_s: int) -> Iterator[str]:
     port = free_port()
     config = directory / "pgbouncer.ini"
     config.write_text(
@@ -45,7 +47,8 @@ def _run(url: sa.URL, directory: Path) -> Iterator[str]:
         "[pgbouncer]\n"
         f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
         f"auth_type = trust\nauth_file = {directory / 'users.txt'}\n"
-        "pool_mode = transaction\nmax_client_conn = 1000\ndefault_pool_size = 40\n"
+        "pool_mode = transaction\nmax_client_conn = 1000\n"
+        f"default_pool_size = {pool_size}\nquery_wait_timeout = {wait_timeout_s}\n"
         "ignore_startup_parameters = extra_float_digits\n"
         f"logfile = {directory / 'pgbouncer.log'}\npidfile = {directory / 'pgbouncer.pid'}\n"
     )

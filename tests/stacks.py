@@ -7,7 +7,9 @@ that command started instead; the keyword settings below are then those of its e
 
 from __future__ import annotations
 
+import json
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -131,3 +133,44 @@ def converting_worker(master: int, timeout_s: float = 30) -> tuple[int, int] | N
                 return worker, ffmpeg
         time.sleep(0.02)
     return None
+
+
+class RawUpload:
+    """A raw upload written by hand on a socket, so that the test decides when each byte goes."""
+
+    def __init__(
+        self, stack: Stack, user: dict[str, str], length: int, source: str = "127.0.0.1"
+    ) -> None:
+        self.sock = socket.create_connection(
+            ("127.0.0.1", stack.port), timeout=120, source_address=(source, 0)
+        )
+        self.sock.sendall(
+            f"POST /record?user={user['id']}&name=take.wav HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{stack.port}\r\nContent-Type: audio/wav\r\n"
+            f"Authorization: Bearer {user['token']}\r\nContent-Length: {length}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def answered(self) -> bool:
+        """Whether the gateway has begun an answer, without waiting for one."""
+        self.sock.setblocking(False)
+        try:
+            return bool(self.sock.recv(1, socket.MSG_PEEK))
+        except BlockingIOError:
+            return False
+        finally:
+            self.sock.setblocking(True)
+
+    def answer(self) -> tuple[int, dict[str, str], Any]:
+        """Status, headers and JSON body of the answer (the connection closes after it)."""
+        raw = b""
+        while piece := self.sock.recv(65536):
+            raw += piece
+        self.sock.close()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        return int(lines[0].split()[1]), headers, json.loads(body) if body else None

@@ -20,6 +20,15 @@ def authenticate(accounts: Accounts, user_id: uuid.UUID, token: str | None) -> N
         raise unauthorized()
 
 
+def token_owner(accounts: Accounts, token: str) -> uuid.UUID:
+    """The user whose token `token` is (as sent); 401 when it is nobody's."""
+    parsed = parse_uuid(token)
+    owner = accounts.owner_of(parsed) if parsed else None
+    if owner is None:
+        raise unauthorized()
+    return owner
+
+
 def unauthorized(description: str = "the user or the token is wrong") -> falcon.HTTPUnauthorized:
     """The single 401 answer: unknown user and wrong token must not be told apart."""
     return falcon.HTTPUnauthorized(

@@ -60,6 +60,14 @@ class Accounts:
             raise NameTaken(name) from None
         return user
 
+    def owner_of(self, token: uuid.UUID) -> uuid.UUID | None:
+        """The user whose token this is, if any: one lookup of its hash in a unique index."""
+        with self._engine.connect() as conn:
+            found: uuid.UUID | None = conn.execute(
+                sa.select(users.c.id).where(users.c.token_hash == token_hash(token))
+            ).scalar_one_or_none()
+        return found
+
     def authenticate(self, user_id: uuid.UUID, token: uuid.UUID | None) -> bool:
         """True when `token` is this user's; the same work is done for unknown users."""
         with self._engine.connect() as conn:

@@ -23,7 +23,7 @@ users = sa.Table(
     metadata,
     sa.Column("id", sa.Uuid, primary_key=True),
     sa.Column("name", sa.Text, nullable=False, unique=True),
-    sa.Column("token_hash", sa.LargeBinary, nullable=False),
+    sa.Column("token_hash", sa.LargeBinary, nullable=False, unique=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
@@ -42,14 +42,21 @@ records = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# A chunk's record_id is its record's id, or a pending record's (see common/storage/records.py):
+# chunks are committed before the record row that makes them visible, so no foreign key.
 record_chunks = sa.Table(
     "record_chunks",
     metadata,
-    sa.Column(
-        "record_id", sa.Uuid, sa.ForeignKey("records.id", ondelete="CASCADE"), primary_key=True
-    ),
+    sa.Column("record_id", sa.Uuid, primary_key=True),
     sa.Column("seq", sa.Integer, primary_key=True),
     sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+pending_records = sa.Table(
+    "pending_records",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=False, index=True),
 )
 
 

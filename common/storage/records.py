@@ -1,25 +1,33 @@
 """Records and their MP3 bytes as fixed-size chunk rows.
 
-A record and all of its chunks are written in one transaction (the chunks first, the record row
-last, the foreign key checked at commit): a record is visible whole or not at all. Reads fetch only
-the rows that a byte range touches, a chunk at a time, so no request holds a whole file in memory.
+A record's chunks are committed as they are made, under a pending row no reader looks at; the
+record row that makes them visible comes last, in one short transaction (RecordWriter): a record is
+visible whole or not at all. Reads fetch only the rows that a byte range touches, a chunk at a
+time, so no request holds a whole file in memory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from common.config import Settings
-from common.storage.db import record_chunks, records, users, utc_now
+from common.storage.db import pending_records, record_chunks, records, users, utc_now
+
+logger = logging.getLogger(__name__)
+
+SWEEP_EVERY_S = 60.0
+"""How often, at most, a process looks for pending records whose lease has lapsed."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,14 @@ class QuotaExceeded(Exception):
         self.quota = quota
 
 
+class LeaseLost(Exception):
+    """A pending record's lease lapsed and the sweep removed its chunks before it was published
+    (a writer stalled for longer than the lease): nothing is stored, the upload may be retried."""
+
+    def __init__(self) -> None:
+        super().__init__("the upload was interrupted before it could be stored; send it again")
+
+
 class RecordStore:
     def __init__(
         self,
@@ -67,6 +83,7 @@ class RecordStore:
         chunk_bytes: int,
         now: Callable[[], datetime],
         new_uuid: Callable[[], uuid.UUID] = uuid.uuid4,
+        lease: timedelta = timedelta(hours=1),
     ) -> None:
         self._engine = engine
         # Reads are single statements: no transaction around them, no BEGIN/ROLLBACK round trips.
@@ -74,7 +91,8 @@ class RecordStore:
         self._chunk_bytes = chunk_bytes
         self._now = now
         self._new_uuid = new_uuid
-        self._streaming = engine.dialect.name != "sqlite"
+        self._lease = lease
+        self._next_sweep = 0.0
 
     def used_bytes(self, user_id: uuid.UUID) -> int:
         """MP3 bytes the user has stored."""
@@ -83,15 +101,35 @@ class RecordStore:
 
     def writer(self, mp3: BinaryIO) -> RecordWriter:
         """A writer of the MP3 file `mp3` as a new record: use it as a context manager; what it
-        has not committed when the block ends is rolled back."""
+        has not committed when the block ends is removed. Sweeps now and then on the way."""
+        if time.monotonic() >= self._next_sweep:
+            self.sweep()
         return RecordWriter(
             self._engine,
             mp3,
             chunk_bytes=self._chunk_bytes,
             now=self._now,
             record_id=self._new_uuid(),
-            streaming=self._streaming,
+            lease=self._lease,
         )
+
+    def sweep(self) -> int:
+        """Remove the chunks of pending records whose lease has lapsed (their writer died);
+        returns how many pending records were removed."""
+        self._next_sweep = time.monotonic() + SWEEP_EVERY_S
+        with self._engine.begin() as conn:
+            lapsed = (
+                conn.execute(
+                    pending_records.delete()
+                    .where(pending_records.c.lease_until < self._now())
+                    .returning(pending_records.c.id)
+                )
+                .scalars()
+                .all()
+            )
+            if lapsed:
+                conn.execute(record_chunks.delete().where(record_chunks.c.record_id.in_(lapsed)))
+        return len(lapsed)
 
     def find(self, record_id: uuid.UUID, user_id: uuid.UUID) -> Record | None:
         """The record if it exists and belongs to `user_id` (another user's is as good as none)."""
@@ -140,11 +178,13 @@ class RecordStore:
         return page, (page[-1].id if len(rows) > limit else None)
 
     def delete(self, record_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-        """Remove the record and, by cascade, its chunks; False if the user has no such record."""
+        """Remove the record and its chunks; False if the user has no such record."""
         with self._engine.begin() as conn:
             deleted = conn.execute(
                 records.delete().where(records.c.id == record_id, records.c.user_id == user_id)
             )
+            if deleted.rowcount == 1:
+                conn.execute(record_chunks.delete().where(record_chunks.c.record_id == record_id))
         return deleted.rowcount == 1
 
     def read(self, record: Record, start: int, stop: int) -> Iterator[bytes]:
@@ -174,19 +214,33 @@ class RecordStore:
 def open_store(engine: Engine, settings: Settings) -> RecordStore:
     """The functions' record store. The one place that picks where MP3 bytes live: another
     backend (an object store) would be a class with RecordStore's methods, chosen here."""
-    return RecordStore(engine, settings.chunk_bytes, now=utc_now)
+    return RecordStore(engine, settings.chunk_bytes, now=utc_now, lease=pending_lease(settings))
+
+
+def pending_lease(settings: Settings) -> timedelta:
+    """How long a pending record's chunks outlive their writer's last sign of life.
+
+    The writer renews the lease after each piece of the WAV handed to ffmpeg; between two, it
+    waits at most for the client (CLIENT_TIMEOUT_S, then 408) and for ffmpeg (FFMPEG_TIMEOUT_S,
+    then 503). Twice their sum leaves a live writer's chunks alone whatever the machine's load.
+    """
+    return timedelta(seconds=2 * (settings.client_timeout_s + settings.ffmpeg_timeout_s))
 
 
 class RecordWriter:
-    """One new record's chunk rows and record row, in one transaction: the chunks go in first, the
-    record row last, and the foreign key is checked at commit, so a record is visible whole or
-    not at all, whatever fails or crashes on the way.
+    """One new record: its chunks committed while the MP3 is made, its record row at the end.
 
-    While ffmpeg still writes the MP3, `store_final` copies the chunks it has finished, so that
-    little is left to store after the upload's last byte. ffmpeg writes front to back, but fills
-    in the first bytes (the Xing/LAME header with the exact length) when it ends: the first chunk
-    is stored only by `commit`. On SQLite (local runs), a write transaction would lock the whole
-    database for the upload's length, so everything waits for `commit` there.
+    No transaction stays open across the upload's client I/O (a slow sender would hold a backend
+    idle in transaction, vacuum's horizon and, through a pooler, a server connection for hours).
+    Each finished chunk is committed in a transaction of its own, into record_chunks under the id
+    the record will have; no reader sees it, since readers start from the record row. A
+    pending_records row with a lease owns those chunks: every chunk and every `store_final` renews
+    it, `commit` publishes the record (remaining chunks, the record row, the pending row gone) in
+    one short transaction, and leaving the block without a commit removes them. A writer that dies
+    leaves its chunks to `RecordStore.sweep` once its lease has lapsed.
+
+    ffmpeg writes front to back, but fills in the first bytes (the Xing/LAME header with the exact
+    length) when it ends: the first chunk is stored only by `commit`.
     """
 
     def __init__(
@@ -197,84 +251,126 @@ class RecordWriter:
         chunk_bytes: int,
         now: Callable[[], datetime],
         record_id: uuid.UUID,
-        streaming: bool,
+        lease: timedelta,
     ) -> None:
         self._engine = engine
         self._mp3 = mp3
         self._chunk_bytes = chunk_bytes
         self._now = now
         self._record_id = record_id
-        self._streaming = streaming
-        self._conn: sa.Connection | None = None
+        self._lease = lease
+        self._leased_at: datetime | None = None
+        self._committed = False
         self.stored = 1
-        """Chunks 1 .. stored - 1 are in the transaction."""
+        """Chunks 1 .. stored - 1 are committed (pending until the record row is)."""
 
     def __enter__(self) -> RecordWriter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._conn is not None:
-            self._conn.close()
+        if self._leased_at is not None and not self._committed:
+            self._discard()
 
     def store_final(self) -> None:
-        """Store the chunks of the MP3 (a file ffmpeg is writing) that are complete and final."""
-        if not self._streaming:
-            return
+        """Store the chunks of the MP3 (a file ffmpeg is writing) that are complete and final,
+        each in a short transaction; renew the lease when it is due even if none is."""
         size = os.fstat(self._mp3.fileno()).st_size
         while (self.stored + 1) * self._chunk_bytes <= size:
             self._mp3.seek(self.stored * self._chunk_bytes)
-            self._insert(self.stored, self._mp3.read(self._chunk_bytes))
+            piece = self._mp3.read(self._chunk_bytes)
+            with self._engine.begin() as conn:
+                self._hold(conn)
+                self._insert(conn, self.stored, piece)
             self.stored += 1
+        if self._leased_at is not None and self._now() - self._leased_at > self._lease / 8:
+            with self._engine.begin() as conn:
+                self._hold(conn)
 
     def commit(self, user_id: uuid.UUID, facts: AudioFacts, quota_bytes: int) -> uuid.UUID:
-        """Store the rest of the finished MP3, hashing the whole on the way, then the record row.
+        """Publish the record in one transaction: the rest of the finished MP3 (hashing the whole
+        on the way), the pending row released, then the record row.
 
-        The user's row is locked first, so that uploads of one user are counted against the quota
+        The user's row is locked last, so that uploads of one user are counted against the quota
         one after the other (QuotaExceeded when this one would pass it); other users never wait.
         """
         digest = hashlib.sha256()
         size = 0
         seq = 0
         self._mp3.seek(0)
-        while piece := self._mp3.read(self._chunk_bytes):
-            digest.update(piece)
-            size += len(piece)
-            if seq == 0 or seq >= self.stored:
-                self._insert(seq, piece)
-            seq += 1
-        conn = self._connection()
-        conn.execute(sa.select(users.c.id).where(users.c.id == user_id).with_for_update())
-        used = _used_bytes(conn, user_id)
-        if used + size > quota_bytes:
-            raise QuotaExceeded(used, size, quota_bytes)
-        conn.execute(
-            records.insert(),
-            {
-                "id": self._record_id,
-                "user_id": user_id,
-                "name": facts.name,
-                "channels": facts.channels,
-                "sample_rate": facts.sample_rate,
-                "duration_ms": facts.duration_ms,
-                "size": size,
-                "sha256": digest.hexdigest(),
-                "chunk_bytes": self._chunk_bytes,
-                "created_at": self._now(),
-            },
-        )
-        conn.commit()
+        with self._engine.begin() as conn:
+            while piece := self._mp3.read(self._chunk_bytes):
+                digest.update(piece)
+                size += len(piece)
+                if seq == 0 or seq >= self.stored:
+                    self._insert(conn, seq, piece)
+                seq += 1
+            if self._leased_at is not None:
+                released = conn.execute(
+                    pending_records.delete().where(pending_records.c.id == self._record_id)
+                )
+                if released.rowcount != 1:
+                    raise LeaseLost
+            conn.execute(sa.select(users.c.id).where(users.c.id == user_id).with_for_update())
+            used = _used_bytes(conn, user_id)
+            if used + size > quota_bytes:
+                raise QuotaExceeded(used, size, quota_bytes)
+            conn.execute(
+                records.insert(),
+                {
+                    "id": self._record_id,
+                    "user_id": user_id,
+                    "name": facts.name,
+                    "channels": facts.channels,
+                    "sample_rate": facts.sample_rate,
+                    "duration_ms": facts.duration_ms,
+                    "size": size,
+                    "sha256": digest.hexdigest(),
+                    "chunk_bytes": self._chunk_bytes,
+                    "created_at": self._now(),
+                },
+            )
+        self._committed = True
         return self._record_id
 
-    def _insert(self, seq: int, data: bytes) -> None:
-        self._connection().execute(
+    def _hold(self, conn: sa.Connection) -> None:
+        """Take the pending row's lease, or renew it; LeaseLost when the sweep took it meanwhile.
+
+        The renewal locks the row, so a sweep running at the same moment either waits and then
+        sees the new lease, or wins and makes this write fail: no chunk is ever left unowned.
+        """
+        now = self._now()
+        if self._leased_at is None:
+            conn.execute(
+                pending_records.insert(), {"id": self._record_id, "lease_until": now + self._lease}
+            )
+        else:
+            renewed = conn.execute(
+                pending_records.update()
+                .where(pending_records.c.id == self._record_id)
+                .values(lease_until=now + self._lease)
+            )
+            if renewed.rowcount != 1:
+                raise LeaseLost
+        self._leased_at = now
+
+    def _insert(self, conn: sa.Connection, seq: int, data: bytes) -> None:
+        conn.execute(
             record_chunks.insert(), {"record_id": self._record_id, "seq": seq, "data": data}
         )
 
-    def _connection(self) -> sa.Connection:
-        if self._conn is None:
-            self._conn = self._engine.connect()
-            self._conn.begin()
-        return self._conn
+    def _discard(self) -> None:
+        """Remove the pending row and its chunks; should the database be unreachable, the sweep
+        removes them once the lease has lapsed."""
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    pending_records.delete().where(pending_records.c.id == self._record_id)
+                )
+                conn.execute(
+                    record_chunks.delete().where(record_chunks.c.record_id == self._record_id)
+                )
+        except sa.exc.SQLAlchemyError:
+            logger.warning("pending record %s left to the sweep", self._record_id)
 
 
 def _used_bytes(conn: sa.Connection, user_id: uuid.UUID) -> int:

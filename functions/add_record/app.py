@@ -3,6 +3,7 @@ DELETE /record: the write side's other verb."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import falcon
@@ -12,7 +13,7 @@ from common.audio.ffmpeg import ConversionSlots, EncoderOptions
 from common.audio.transcode import transcode
 from common.config import Settings
 from common.http.app import FunctionApp, WSGIApp, create_base_app
-from common.http.auth import authenticate, request_token
+from common.http.auth import authenticate, request_token, token_owner
 from common.http.observability import conversion_timer
 from common.http.params import uuid_param
 from common.http.urls import base_url, record_url
@@ -47,7 +48,9 @@ class Records:
             mp3_path = Path(work) / "out.mp3"
             mp3_path.touch()  # ffmpeg writes into this very file, read as it grows
             with mp3_path.open("rb") as mp3, self._store.writer(mp3) as record:
-                with open_upload(req, Path(work), self._settings.max_upload_bytes) as upload:
+                with open_upload(
+                    req, self._settings.max_upload_bytes, partial(token_owner, self._accounts)
+                ) as upload:
                     user_id = req.context.user_id = upload.user_id
                     authenticate(self._accounts, user_id, upload.token)
                     if (used := self._store.used_bytes(user_id)) >= quota:

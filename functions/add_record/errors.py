@@ -8,6 +8,7 @@ from common.audio.ffmpeg import ConversionError, ConverterBusy, ConverterFault
 from common.audio.transcode import TooLong
 from common.audio.wav import BadWav, EmptyWav, NotWav
 from common.http.app import FunctionApp, answer_as
+from common.storage.records import LeaseLost
 
 CONVERTER_RETRY_AFTER_S = 30
 """Retry-After of a conversion that failed through no fault of the upload (a 503)."""
@@ -16,7 +17,7 @@ BUSY_RETRY_AFTER_S = 5
 
 
 def add_conversion_errors(app: FunctionApp) -> None:
-    """422 when the WAV is at fault, 503 with Retry-After when the converter is."""
+    """422 when the WAV is at fault, 503 with Retry-After when the converter or the storage is."""
     app.add_error_handler(EmptyWav, answer_as(falcon.HTTPBadRequest, "Missing file"))
     app.add_error_handler(NotWav, answer_as(falcon.HTTPUnsupportedMediaType, "Not a WAV file"))
     app.add_error_handler(BadWav, answer_as(falcon.HTTPUnprocessableEntity, "Undecodable WAV"))
@@ -29,6 +30,14 @@ def add_conversion_errors(app: FunctionApp) -> None:
         answer_as(
             falcon.HTTPServiceUnavailable,
             "Converter unavailable",
+            retry_after=CONVERTER_RETRY_AFTER_S,
+        ),
+    )
+    app.add_error_handler(
+        LeaseLost,
+        answer_as(
+            falcon.HTTPServiceUnavailable,
+            "Storage interrupted",
             retry_after=CONVERTER_RETRY_AFTER_S,
         ),
     )

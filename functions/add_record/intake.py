@@ -5,28 +5,27 @@ Form A is multipart/form-data (fields `user`, `token`, file part `file`); form B
 with `?user=` (and `?token=`, `?name=`) in the query string. Either may carry the token as
 `Authorization: Bearer`, and only one way (RFC 6750 §2). Credentials come before bytes: a multipart
 file part that comes before the user and token fields is refused (400) unless the token came as
-the header; then, when the user field comes after the file, the file is spooled to disk until the
-user is known. MAX_UPLOAD_BYTES counts the WAV's own bytes, in either form.
+the header; then the token names its user (401 when it is nobody's, before a byte of the file is
+read), the file streams into the converter like any other, and the user field that follows must
+name the same user (401 otherwise, and nothing is stored). No upload is ever spooled to disk
+unauthenticated. MAX_UPLOAD_BYTES counts the WAV's own bytes, in either form.
 """
 
 from __future__ import annotations
 
-import errno
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NoReturn
 
 import falcon
 from falcon.media.multipart import BodyPart
 
-from common.audio.ffmpeg import ConverterFault
 from common.audio.wav import Readable
 from common.config import MULTIPART_ENVELOPE_BYTES
 from common.http.app import refuse_declared_length_over
-from common.http.auth import bearer_token, request_token
+from common.http.auth import bearer_token, request_token, unauthorized
 from common.http.params import required_uuid, single_param, uuid_param
 
 RAW_WAV_TYPES = frozenset({"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"})
@@ -43,8 +42,12 @@ class Upload:
     wav: Readable
 
 
+TokenOwner = Callable[[str], uuid.UUID]
+"""The user a Bearer token belongs to (401 when it is nobody's)."""
+
+
 @contextmanager
-def open_upload(req: falcon.Request, spool: Path, limit: int) -> Iterator[Upload]:
+def open_upload(req: falcon.Request, limit: int, token_owner: TokenOwner) -> Iterator[Upload]:
     """The upload's sender and WAV stream; on leaving the block, the rest of the form is checked."""
     kind = (req.content_type or "").split(";")[0].strip().lower()
     if kind in RAW_WAV_TYPES:
@@ -58,7 +61,7 @@ def open_upload(req: falcon.Request, spool: Path, limit: int) -> Iterator[Upload
         )
     elif kind == MULTIPART:
         refuse_declared_length_over(req, limit + MULTIPART_ENVELOPE_BYTES)
-        form = _Form(req, spool, limit)
+        form = _Form(req, limit, token_owner)
         with form.upload() as upload:
             yield upload
         form.refuse_more_parts()
@@ -90,16 +93,17 @@ class LimitedReader:
 class _Form:
     """The parts of a multipart upload, read once, in order."""
 
-    def __init__(self, req: falcon.Request, spool: Path, limit: int) -> None:
+    def __init__(self, req: falcon.Request, limit: int, token_owner: TokenOwner) -> None:
         self._req = req
-        self._spool = spool / "upload.wav"
         self._limit = limit
+        self._token_owner = token_owner
         self._parts: Iterator[BodyPart] = iter(req.get_media())
         self._fields: dict[str, str] = {}
 
     @contextmanager
     def upload(self) -> Iterator[Upload]:
-        """Fields up to the file part; the file streamed, or spooled when the user comes after."""
+        """Fields up to the file part, then the file streamed; when the user field comes after
+        the file, the Bearer token names the user first and the field must agree at the end."""
         for part in self._parts:
             name, file_name = _disposition(part)
             if name in _FIELDS:
@@ -114,17 +118,19 @@ class _Form:
                         LimitedReader(part.stream, self._limit),
                     )
                     return
-                if bearer_token(self._req) is None:
+                bearer = bearer_token(self._req)
+                if bearer is None:
                     raise falcon.HTTPBadRequest(
                         title="Credentials after file",
                         description="the file part came before the user and token fields: send "
                         "user and token first, or the token as Authorization: Bearer",
                     )
-                spool(LimitedReader(part.stream, self._limit), self._spool)
+                owner = self._token_owner(bearer)
+                yield Upload(owner, bearer, file_name, LimitedReader(part.stream, self._limit))
                 self.refuse_more_parts()
-                token = request_token(self._req, self._fields.get("token"))
-                with self._spool.open("rb") as wav:
-                    yield Upload(_user(self._fields), token, file_name, wav)
+                request_token(self._req, self._fields.get("token"))
+                if _user(self._fields) != owner:
+                    raise unauthorized()
                 return
             else:
                 _unexpected(name)
@@ -180,19 +186,3 @@ def _text(data: bytes, name: str) -> str:
         raise falcon.HTTPBadRequest(
             title="Malformed form", description=f"{name} is not UTF-8 text"
         ) from None
-
-
-def spool(stream: Readable, target: Path) -> int:
-    """Copy `stream` to `target` in bounded pieces; returns the bytes copied. A full disk is
-    the server's fault, not the upload's (503)."""
-    size = 0
-    try:
-        with target.open("wb") as out:
-            while piece := stream.read(PIECE):
-                size += len(piece)
-                out.write(piece)
-    except OSError as error:
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise ConverterFault("no disk space is left for the upload; try again later") from None
-        raise
-    return size

@@ -8,15 +8,17 @@ import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from common.storage.accounts import Accounts, NameTaken
-from common.storage.db import create_engine, utc_now
-from common.storage.records import AudioFacts, QuotaExceeded, RecordStore
+from common.storage.db import create_engine, pending_records, utc_now
+from common.storage.records import AudioFacts, LeaseLost, QuotaExceeded, RecordStore
 from tests.helpers import stored_rows
 
 CHUNK = 256 * 1024
@@ -144,26 +146,32 @@ def test_concurrent_saves_of_one_user_never_pass_the_quota(database_url: str) ->
         engine.dispose()
 
 
+def write_growing(path: Path, data: bytes, at: int = 0) -> None:
+    """ffmpeg's side of the MP3 file: bytes written at `at`, flushed."""
+    with path.open("r+b") as ffmpeg:
+        ffmpeg.seek(at)
+        ffmpeg.write(data)
+
+
 def test_a_record_written_while_ffmpeg_writes_is_visible_only_at_commit(
     db: Engine, owner: uuid.UUID, tmp_path: Path
 ) -> None:
-    """Chunks after the first are stored as the MP3 grows (on PostgreSQL); the first, where ffmpeg
-    fills in the Xing/LAME header last, and the record row at commit. Before it, nothing shows."""
+    """Chunks after the first are committed as the MP3 grows, each in a short transaction; the
+    first, where ffmpeg fills in the Xing/LAME header last, and the record row at commit. Before
+    it, no record shows and no transaction is left open."""
     store = RecordStore(db, CHUNK, utc_now)
-    before = stored_rows(db)
+    records_before = stored_rows(db)[0]
     final = bytes(range(256)) * (4 * CHUNK // 256) + b"tail"
     growing = tmp_path / "out.mp3"
     growing.write_bytes(b"")
     with growing.open("rb") as mp3, store.writer(mp3) as writer:
-        with growing.open("r+b") as ffmpeg:
-            ffmpeg.write(bytes(100) + final[100 : 3 * CHUNK + 10])  # the header not yet written
-            ffmpeg.flush()
-            writer.store_final()
-            assert writer.stored == (1 if db.dialect.name == "sqlite" else 3)
-            ffmpeg.write(final[3 * CHUNK + 10 :])
-            ffmpeg.seek(0)
-            ffmpeg.write(final[:100])
-        assert stored_rows(db) == before
+        write_growing(growing, bytes(100) + final[100 : 3 * CHUNK + 10])  # no header yet
+        writer.store_final()
+        assert writer.stored == 3
+        assert stored_rows(db)[0] == records_before
+        assert open_transactions(db) == 0
+        write_growing(growing, final[3 * CHUNK + 10 :], at=3 * CHUNK + 10)
+        write_growing(growing, final[:100])
         record_id = writer.commit(owner, FACTS, QUOTA)
     record = store.find(record_id, owner)
     assert record is not None
@@ -171,6 +179,93 @@ def test_a_record_written_while_ffmpeg_writes_is_visible_only_at_commit(
     assert record.sha256 == hashlib.sha256(final).hexdigest()
     assert b"".join(store.read(record, 0, record.size)) == final
     assert stored_rows(db, record_id) == (1, 5)
+    assert pending_count(db) == 0
+
+
+def open_transactions(db: Engine) -> int:
+    """Backends of this database idle inside a transaction (none on SQLite: no such view)."""
+    if db.dialect.name == "sqlite":
+        return 0
+    with db.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND state LIKE 'idle in transaction%'"
+                )
+            ).scalar_one()
+        )
+
+
+def pending_count(db: Engine) -> int:
+    with db.connect() as conn:
+        return int(
+            conn.execute(sa.select(sa.func.count()).select_from(pending_records)).scalar_one()
+        )
+
+
+class Clock:
+    """A `now` the test moves."""
+
+    def __init__(self) -> None:
+        self.at = utc_now()
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+def test_the_sweep_removes_what_a_dead_writer_left_and_only_that(
+    db: Engine, owner: uuid.UUID, tmp_path: Path
+) -> None:
+    """A writer that dies mid-upload leaves committed chunks under its pending row; once its
+    lease has lapsed the sweep removes them, and a live writer's lease keeps its own."""
+    clock = Clock()
+    lease = timedelta(minutes=10)
+    dead_id, live_id = uuid.uuid4(), uuid.uuid4()
+    ids = iter([dead_id, live_id])
+    store = RecordStore(db, CHUNK, clock, new_uuid=lambda: next(ids), lease=lease)
+    dead_file, live_file = tmp_path / "dead.mp3", tmp_path / "live.mp3"
+    for path in (dead_file, live_file):
+        path.write_bytes(bytes(4 * CHUNK))
+    dead_mp3 = dead_file.open("rb")
+    dead = store.writer(dead_mp3).__enter__()  # never left: its process is gone
+    dead.store_final()
+    assert stored_rows(db, dead_id) == (0, 3)
+    with live_file.open("rb") as mp3, store.writer(mp3) as live:
+        clock.at += lease * 0.9
+        live.store_final()  # renews its lease: due after lease / 8
+        clock.at += lease * 0.2
+        assert store.sweep() == 1
+        assert stored_rows(db, dead_id) == (0, 0)
+        assert stored_rows(db, live_id) == (0, 3)
+        live.commit(owner, FACTS, QUOTA)
+    assert stored_rows(db, live_id) == (1, 4)
+    dead_mp3.close()
+
+
+def test_a_writer_whose_lease_was_swept_stores_nothing(
+    db: Engine, owner: uuid.UUID, tmp_path: Path
+) -> None:
+    clock = Clock()
+    fixed = uuid.uuid4()
+    store = RecordStore(db, CHUNK, clock, new_uuid=lambda: fixed, lease=timedelta(minutes=10))
+    growing = tmp_path / "out.mp3"
+    growing.write_bytes(bytes(4 * CHUNK))
+    with growing.open("rb") as mp3, store.writer(mp3) as writer:
+        writer.store_final()
+        clock.at += timedelta(hours=1)
+        assert store.sweep() == 1
+        with pytest.raises(LeaseLost):
+            writer.commit(owner, FACTS, QUOTA)
+    assert stored_rows(db, fixed) == (0, 0)
+    assert store.find(fixed, owner) is None
+
+
+def test_a_token_names_its_user_and_nobody_else(db: Engine) -> None:
+    accounts = Accounts(db, utc_now)
+    alice = accounts.create(f"a-{uuid.uuid4()}")
+    assert accounts.owner_of(alice.token) == alice.id
+    assert accounts.owner_of(uuid.uuid4()) is None
 
 
 def test_a_writer_left_without_commit_leaves_nothing(
@@ -182,4 +277,6 @@ def test_a_writer_left_without_commit_leaves_nothing(
     growing.write_bytes(bytes(5 * CHUNK))
     with growing.open("rb") as mp3, store.writer(mp3) as writer:
         writer.store_final()
+        assert writer.stored == 5
     assert stored_rows(db) == before
+    assert pending_count(db) == 0

@@ -10,14 +10,11 @@ that an upload that ends badly leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import json
-import socket
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -26,6 +23,7 @@ from devstack.wavgen import write_wav
 from tests.helpers import left_in_spool, pcm16, stored_rows_at
 from tests.stacks import (
     UNLIMITED,
+    RawUpload,
     children,
     converting_worker,
     gateway,
@@ -52,47 +50,6 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def long_wav(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """60 s of 44.1 kHz stereo: about 10 MiB."""
     return write_wav(tmp_path_factory.mktemp("wav") / "60s.wav", 60 * 44100).read_bytes()
-
-
-class RawUpload:
-    """A raw upload written by hand on a socket, so that the test decides when each byte goes."""
-
-    def __init__(
-        self, stack: Stack, user: dict[str, str], length: int, source: str = "127.0.0.1"
-    ) -> None:
-        self.sock = socket.create_connection(
-            ("127.0.0.1", stack.port), timeout=120, source_address=(source, 0)
-        )
-        self.sock.sendall(
-            f"POST /record?user={user['id']}&name=take.wav HTTP/1.1\r\n"
-            f"Host: 127.0.0.1:{stack.port}\r\nContent-Type: audio/wav\r\n"
-            f"Authorization: Bearer {user['token']}\r\nContent-Length: {length}\r\n"
-            "Connection: close\r\n\r\n".encode()
-        )
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def answered(self) -> bool:
-        """Whether the gateway has begun an answer, without waiting for one."""
-        self.sock.setblocking(False)
-        try:
-            return bool(self.sock.recv(1, socket.MSG_PEEK))
-        except BlockingIOError:
-            return False
-        finally:
-            self.sock.setblocking(True)
-
-    def answer(self) -> tuple[int, dict[str, str], Any]:
-        """Status, headers and JSON body of the answer (the connection closes after it)."""
-        raw = b""
-        while piece := self.sock.recv(65536):
-            raw += piece
-        self.sock.close()
-        head, _, body = raw.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = dict(line.split(": ", 1) for line in lines[1:])
-        return int(lines[0].split()[1]), headers, json.loads(body) if body else None
 
 
 def no_ffmpeg_left(stack: Stack) -> bool:

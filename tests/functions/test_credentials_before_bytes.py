@@ -1,9 +1,10 @@
-"""Credentials before bytes (security review, medium): a multipart upload whose file part comes
-before its user and token is refused before any byte of it is kept, unless the token came as
-Authorization: Bearer; then a wrong token still stores nothing and leaves nothing in the spool.
+"""Credentials before bytes (security reviews one and two): a multipart upload whose file part
+comes before its user and token is refused before any byte of it is kept, unless the token came as
+Authorization: Bearer; then the token names its user before the file is read (401 when it is
+nobody's), and a user field after the file that names another user is a 401 with nothing stored.
 
-Before, such a file part was spooled whatever the credentials (100 MiB with a bogus token got its
-401 only after 92 MB were on disk).
+Before, such a file part was spooled whole whatever the token (the second review filled a 24 MB
+spool with bogus-token bodies, and every honest upload got 503 while the attacker saw no 401).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def test_file_before_fields_is_400_without_the_header(
 
 
 @pytest.mark.parametrize("token", [str(uuid.uuid4()), "not-a-uuid"])
-def test_file_before_fields_with_a_wrong_bearer_is_401_and_leaves_nothing(
+def test_file_before_fields_with_a_wrong_bearer_is_401_before_the_file_is_read(
     add_record_client: TestClient,
     user: dict[str, str],
     engine: Engine,
@@ -88,11 +89,42 @@ def test_file_before_fields_with_a_wrong_bearer_is_401_and_leaves_nothing(
     token: str,
 ) -> None:
     with nothing_stored(engine, spool_dir):
-        result, _ = post_file_first(
-            add_record_client, {"user": user["id"]}, Authorization=f"Bearer {token}"
+        wav = pcm16(30.0)
+        result, body = post_file_first(
+            add_record_client, {"user": user["id"]}, wav, Authorization=f"Bearer {token}"
         )
         assert result.status_code == 401, result.text
         assert result.headers["www-authenticate"] == "Bearer"
+        assert body.tell() < len(wav) // 4
+
+
+def test_a_user_field_after_the_file_naming_another_user_is_401(
+    add_record_client: TestClient,
+    create_user_client: TestClient,
+    user: dict[str, str],
+    engine: Engine,
+    spool_dir: Path,
+) -> None:
+    other = create_user_client.simulate_post("/user", json={"name": f"o-{uuid.uuid4()}"}).json
+    with nothing_stored(engine, spool_dir):
+        result, _ = post_file_first(
+            add_record_client, {"user": other["id"]}, Authorization=f"Bearer {user['token']}"
+        )
+        assert result.status_code == 401, result.text
+        assert result.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_token_field_after_the_file_unlike_the_bearer_is_400(
+    add_record_client: TestClient, user: dict[str, str], engine: Engine, spool_dir: Path
+) -> None:
+    with nothing_stored(engine, spool_dir):
+        result, _ = post_file_first(
+            add_record_client,
+            {"user": user["id"], "token": str(uuid.uuid4())},
+            Authorization=f"Bearer {user['token']}",
+        )
+        assert result.status_code == 400, result.text
+        assert result.json["title"] == "Invalid request"
 
 
 def test_file_before_fields_with_bearer_and_no_user_is_400(
