@@ -58,6 +58,8 @@ DECLARED: tuple[Declared, ...] = (
     Declared("USER_QUOTA_BYTES", str(5 * GIB), "functions"),
     Declared("MAX_CONVERSIONS", "8", "functions"),
     Declared("MIN_UPLOAD_BYTES_PER_S", str(64 * KIB), "functions"),
+    Declared("UPLOAD_EXPIRY_S", "86400", "functions"),
+    Declared("MAX_OPEN_UPLOADS", "4", "functions"),
     Declared("DATABASE_APP_ROLE", "", "migrate"),
     Declared("DATABASE_APP_PASSWORD", "", "migrate"),
     Declared("GUNICORN_WORKERS", "", "gunicorn"),
@@ -113,6 +115,10 @@ class Settings:
     max_conversions: int = int(DEFAULTS["MAX_CONVERSIONS"])
     min_upload_bytes_per_s: int = int(DEFAULTS["MIN_UPLOAD_BYTES_PER_S"])
     client_timeout_s: float = float(DEFAULTS["CLIENT_TIMEOUT_S"])
+    upload_expiry_s: float = float(DEFAULTS["UPLOAD_EXPIRY_S"])
+    """How long an unfinished resumable upload lives after its last PATCH."""
+    max_open_uploads: int = int(DEFAULTS["MAX_OPEN_UPLOADS"])
+    """Unfinished resumable uploads a user may have at once."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -134,6 +140,8 @@ class Settings:
             max_conversions=_int(env, "MAX_CONVERSIONS"),
             min_upload_bytes_per_s=_int(env, "MIN_UPLOAD_BYTES_PER_S"),
             client_timeout_s=_float(env, "CLIENT_TIMEOUT_S"),
+            upload_expiry_s=_float(env, "UPLOAD_EXPIRY_S"),
+            max_open_uploads=_int(env, "MAX_OPEN_UPLOADS"),
         )
         settings.validate()
         return settings
@@ -163,6 +171,10 @@ class Settings:
             raise ConfigError("MIN_UPLOAD_BYTES_PER_S must be 0 (no minimum) or more")
         if self.client_timeout_s <= 0:
             raise ConfigError("CLIENT_TIMEOUT_S must be positive")
+        if self.upload_expiry_s <= 0:
+            raise ConfigError("UPLOAD_EXPIRY_S must be positive")
+        if self.max_open_uploads < 1:
+            raise ConfigError("MAX_OPEN_UPLOADS must be at least 1")
         read_url = self.database_read_url
         if read_url is not None and urlsplit(read_url).scheme != "postgresql+psycopg":
             raise ConfigError(

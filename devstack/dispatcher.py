@@ -14,7 +14,7 @@ from typing import Any
 from common.config import Settings
 from common.http.app import WSGIApp
 from common.storage.db import create_engine
-from devstack.routes import ROUTES
+from devstack.routes import ROUTES, UPLOAD
 from functions.add_record.app import create_app as create_add_record
 from functions.create_user.app import create_app as create_create_user
 from functions.get_record.app import create_app as create_get_record
@@ -29,7 +29,7 @@ class Dispatcher:
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
-        methods = self._routes.get(environ.get("PATH_INFO", ""))
+        methods = self._routes.get(_route(environ.get("PATH_INFO", "")))
         if methods is None:
             return _error(start_response, "404 Not Found", "no such path", [])
         app = methods.get(environ.get("REQUEST_METHOD", ""))
@@ -42,6 +42,12 @@ class Dispatcher:
                 allow,
             )
         return app(environ, start_response)
+
+
+def _route(path: str) -> str:
+    """The route table's key for `path`: itself, or UPLOAD for /uploads/<one segment>."""
+    prefix, _, rest = path.rpartition("/")
+    return UPLOAD if prefix == "/uploads" and rest else path
 
 
 def _error(

@@ -51,9 +51,7 @@ def transcode(
             total += len(piece)
             # Uncompressed audio longer than allowed is known from its bytes: stop at once. For
             # the rest, ffmpeg stops itself just past the limit; the MP3's length then decides.
-            seconds = wav.seconds(_audio_bytes(wav, total))
-            if seconds is not None and seconds > options.max_duration_s:
-                raise _too_long(options)
+            refuse_too_long(wav, total, options)
             if not encoder.write(piece):
                 break
             progress()
@@ -67,6 +65,14 @@ def transcode(
     if mp3.duration_ms > options.max_duration_s * 1000:
         raise _too_long(options)
     return Transcoded(wav=wav, mp3=mp3, wav_data_bytes=data_bytes)
+
+
+def refuse_too_long(wav: WavFormat, total: int, options: EncoderOptions) -> None:
+    """TooLong when the first `total` bytes of this WAV hold more audio than allowed (known from
+    the bytes for uncompressed audio only)."""
+    seconds = wav.seconds(_audio_bytes(wav, total))
+    if seconds is not None and seconds > options.max_duration_s:
+        raise _too_long(options)
 
 
 def _audio_bytes(wav: WavFormat, total: int) -> int:

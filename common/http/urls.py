@@ -17,6 +17,10 @@ def record_url(base: str, record_id: uuid.UUID, user_id: uuid.UUID) -> str:
     return f"{base}/record?id={record_id}&user={user_id}"
 
 
+def upload_url(base: str, upload_id: uuid.UUID) -> str:
+    return f"{base}/uploads/{upload_id}"
+
+
 def base_url(req: falcon.Request, public_base_url: str | None) -> str:
     """scheme://host:port the client called, as the gateway passed it on (or the configured one)."""
     if public_base_url:

@@ -59,6 +59,30 @@ pending_records = sa.Table(
     sa.Column("lease_until", sa.DateTime(timezone=True), nullable=False, index=True),
 )
 
+uploads = sa.Table(
+    "uploads",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("user_id", sa.Uuid, sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("length", sa.BigInteger, nullable=False),
+    sa.Column("name", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("wav_ok", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("record_id", sa.Uuid, nullable=True),
+    sa.Column("patch_id", sa.Uuid, nullable=True),
+    sa.Column("patch_until", sa.DateTime(timezone=True), nullable=True),
+)
+
+# The WAV bytes an upload has received, a row per piece written, keyed by its first byte.
+upload_chunks = sa.Table(
+    "upload_chunks",
+    metadata,
+    sa.Column("upload_id", sa.Uuid, primary_key=True),
+    sa.Column("start", sa.BigInteger, primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)

@@ -286,9 +286,16 @@ class RecordWriter:
             with self._engine.begin() as conn:
                 self._hold(conn)
 
-    def commit(self, user_id: uuid.UUID, facts: AudioFacts, quota_bytes: int) -> uuid.UUID:
+    def commit(
+        self,
+        user_id: uuid.UUID,
+        facts: AudioFacts,
+        quota_bytes: int,
+        also: Callable[[sa.Connection, uuid.UUID], None] | None = None,
+    ) -> uuid.UUID:
         """Publish the record in one transaction: the rest of the finished MP3 (hashing the whole
-        on the way), the pending row released, then the record row.
+        on the way), the pending row released, `also` (given the connection and the record's id:
+        what else must happen with the record or not at all), then the record row.
 
         The user's row is locked last, so that uploads of one user are counted against the quota
         one after the other (QuotaExceeded when this one would pass it); other users never wait.
@@ -314,6 +321,8 @@ class RecordWriter:
             used = _used_bytes(conn, user_id)
             if used + size > quota_bytes:
                 raise QuotaExceeded(used, size, quota_bytes)
+            if also is not None:
+                also(conn, self._record_id)
             conn.execute(
                 records.insert(),
                 {

@@ -93,15 +93,22 @@ class MeteredBody:
         self._waited = 0.0
         self._waiting_since: float | None = None
         self._ended = False
+        self._incomplete = False
         self._cut: str | None = None
 
     def read(self, size: int | None = -1, /) -> bytes:
-        """Up to `size` bytes (all when negative or None), fewer only at the body's end."""
+        """Up to `size` bytes (all when negative or None), fewer only at the body's end. A body
+        cut short still delivers every byte that came: the error comes with the next read."""
         wanted = -1 if size is None or size < 0 else size
         pieces: list[bytes] = []
         got = 0
         while wanted < 0 or got < wanted:
-            piece = self._step(STEP if wanted < 0 else min(STEP, wanted - got))
+            try:
+                piece = self._step(STEP if wanted < 0 else min(STEP, wanted - got))
+            except IncompleteBody:
+                if not pieces:
+                    raise
+                break
             if not piece:
                 break
             pieces.append(piece)
@@ -110,11 +117,14 @@ class MeteredBody:
 
     def _step(self, size: int) -> bytes:
         self._raise_if_cut()
+        if self._incomplete:
+            raise IncompleteBody()
         self._waiting_since = self._clock()
         try:
             piece = self._stream.read(size)
         except OSError:
             self._raise_if_cut()
+            self._incomplete = True
             raise IncompleteBody() from None
         finally:
             self._waited += self._clock() - self._waiting_since
@@ -126,6 +136,7 @@ class MeteredBody:
         elif not self._ended:
             self._ended = True
             if self._expected is not None and self.received < self._expected:
+                self._incomplete = True
                 raise IncompleteBody()
         return piece
 

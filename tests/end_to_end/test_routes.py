@@ -30,6 +30,10 @@ PATHS = (
     "/static/app.js",
     "/nope",
     "/user/x",
+    "/uploads",
+    "/uploads/x",
+    "/uploads/x/y",
+    "/uploads/",
 )
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
 
