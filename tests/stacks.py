@@ -7,10 +7,13 @@ that command started instead; the keyword settings below are then those of its e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
+import struct
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -174,3 +177,64 @@ class RawUpload:
         lines = head.decode("latin-1").split("\r\n")
         headers = dict(line.split(": ", 1) for line in lines[1:])
         return int(lines[0].split()[1]), headers, json.loads(body) if body else None
+
+
+class CuttableProxy:
+    """A TCP relay in front of the gateway whose connections the test can cut at once, as a
+    dropped network does (the browser sees its requests in flight fail, the gateway its
+    clients go away), passing what clients send at `upload_bytes_per_s` (a slow uplink)."""
+
+    def __init__(self, target_port: int, upload_bytes_per_s: int) -> None:
+        self._target = target_port
+        self._rate = upload_bytes_per_s
+        # A small receive window, so that what the client counts as sent is what went on.
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen()
+        self.port = self._listener.getsockname()[1]
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cut(self) -> None:
+        """Reset every connection (RST, no goodbye), as a dropped link looks to both ends."""
+        with self._lock:
+            for sock in self._open:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes its pumps, which close it: RST
+            self._open.clear()
+
+    def close(self) -> None:
+        self._listener.close()
+        self.cut()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._target))
+            with self._lock:
+                self._open.update((client, upstream))
+            for source, sink, rate in ((client, upstream, self._rate), (upstream, client, 0)):
+                threading.Thread(target=_pump, args=(source, sink, rate), daemon=True).start()
+
+
+def _pump(source: socket.socket, sink: socket.socket, bytes_per_s: int) -> None:
+    """Copy `source` to `sink` (at `bytes_per_s` when not 0) until either ends."""
+    piece = max(bytes_per_s // 20, 1024) if bytes_per_s else 65536
+    with contextlib.suppress(OSError):
+        while data := source.recv(piece):
+            sink.sendall(data)
+            if bytes_per_s:
+                time.sleep(len(data) / bytes_per_s)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+    source.close()

@@ -5,7 +5,7 @@ export class ApiError extends Error {}
 
 const NETWORK_ERROR = "Network error: the server could not be reached. Check your connection and try again.";
 
-function describe(body, status) {
+export function describe(body, status) {
   if (body && body.title) {
     return body.description ? `${body.title}: ${body.description}` : body.title;
   }
@@ -44,28 +44,4 @@ export function listRecords(account, before = null) {
 export function deleteRecord(account, id) {
   const query = new URLSearchParams({ id, user: account.id });
   return call(`/record?${query}`, { method: "DELETE", token: account.token });
-}
-
-// XMLHttpRequest rather than fetch: it reports the bytes sent. onProgress(sent, total) while the
-// body goes out, onSent() once all of it is sent (the server converts before it answers).
-export function uploadRecord(account, file, { onProgress, onSent }) {
-  return new Promise((resolve, reject) => {
-    const xhr = new XMLHttpRequest();
-    xhr.open("POST", "/record");
-    xhr.setRequestHeader("Authorization", `Bearer ${account.token}`);
-    xhr.responseType = "json";
-    xhr.upload.onprogress = (event) => {
-      if (event.lengthComputable) onProgress(event.loaded, event.total);
-    };
-    xhr.upload.onload = onSent;
-    xhr.onload = () => {
-      if (xhr.status === 201) resolve(xhr.response);
-      else reject(new ApiError(describe(xhr.response, xhr.status)));
-    };
-    xhr.onerror = () => reject(new ApiError(NETWORK_ERROR));
-    const form = new FormData();
-    form.append("user", account.id);
-    form.append("file", file);
-    xhr.send(form);
-  });
 }

@@ -1,5 +1,7 @@
-// The web page: an account kept in localStorage, uploads with progress, the list of records.
-import { ApiError, createUser, deleteRecord, listRecords, uploadRecord } from "./api.js";
+// The web page: an account kept in localStorage, resumable uploads with progress, pause and
+// resume, the list of records.
+import { ApiError, createUser, deleteRecord, listRecords } from "./api.js";
+import { matchesFile, pendingUploads, ResumableUpload } from "./tus.js";
 
 const STORAGE_KEY = "audio-uploads.account";
 const $ = (id) => document.getElementById(id);
@@ -72,6 +74,7 @@ function signIn(value) {
   saveAccount(value);
   showAccount();
   refreshRecords();
+  showPendingUploads();
 }
 
 async function onCreate(event) {
@@ -114,27 +117,34 @@ function onForget() {
   account = null;
   hideCredentials();
   $("uploads").replaceChildren();
+  waitingForFile.clear();
   $("records").replaceChildren();
   showAccount();
   say("This browser no longer remembers the account.");
 }
 
-// --- Uploads --------------------------------------------------------------------------------
+// --- Uploads ---------------------------------------------------------------------------------
+
+// Unfinished uploads shown after a reload, by URL: their rows wait for the same file to be chosen.
+const waitingForFile = new Map();
 
 function addFiles(files) {
   const owner = account;
   for (const file of files) {
-    const row = uploadRow(file);
-    uploads = uploads.then(() => upload(owner, file, row));
+    const entry = pendingUploads(owner.id).find((pending) => matchesFile(pending, file));
+    const row = (entry && waitingForFile.get(entry.url)) || uploadRow(file.name, file.size);
+    if (entry) waitingForFile.delete(entry.url);
+    uploads = uploads.then(() => upload(owner, file, row, entry ? entry.url : null));
   }
 }
 
-function uploadRow(file) {
+function uploadRow(name, size) {
   const row = $("upload-template").content.firstElementChild.cloneNode(true);
-  row.querySelector(".upload-name").textContent = file.name;
+  row.querySelector(".upload-name").textContent = name;
   const bar = row.querySelector("progress");
-  bar.max = Math.max(file.size, 1);
-  bar.setAttribute("aria-label", `Upload of ${file.name}`);
+  bar.max = Math.max(size, 1);
+  bar.setAttribute("aria-label", `Upload of ${name}`);
+  row.querySelector(".upload-pause").setAttribute("aria-label", `Pause ${name}`);
   $("uploads").append(row);
   return row;
 }
@@ -144,23 +154,76 @@ function setUploadState(row, text, state) {
   row.dataset.state = state;
 }
 
-async function upload(owner, file, row) {
+// Rows for the uploads this browser left unfinished (a reload, a closed tab), at the offset the
+// server kept; choosing the same file again continues each from there.
+async function showPendingUploads() {
+  for (const entry of pendingUploads(account.id)) {
+    if (waitingForFile.has(entry.url)) continue;
+    const row = uploadRow(entry.name, entry.size);
+    row.querySelector(".upload-pause").hidden = true;
+    setUploadState(row, `Paused: choose “${entry.name}” again to resume`, "paused");
+    waitingForFile.set(entry.url, row);
+    try {
+      const response = await fetch(entry.url, {
+        method: "HEAD",
+        headers: { "Tus-Resumable": "1.0.0", Authorization: `Bearer ${account.token}` },
+      });
+      row.querySelector("progress").value = Number(response.headers.get("Upload-Offset")) || 0;
+    } catch {
+      // The offset shows once the upload resumes.
+    }
+  }
+}
+
+async function upload(owner, file, row, url) {
   const bar = row.querySelector("progress");
-  setUploadState(row, "Uploading…", "sending");
-  try {
-    await uploadRecord(owner, file, {
-      onProgress(sent, total) {
-        bar.max = total;
-        bar.value = sent;
+  const pause = row.querySelector(".upload-pause");
+  row.querySelector(".upload-error").textContent = "";
+  setUploadState(row, url ? "Resuming…" : "Uploading…", "sending");
+  const resumable = new ResumableUpload(
+    owner,
+    file,
+    {
+      onProgress(kept) {
+        bar.value = kept;
       },
       onSent() {
         bar.value = bar.max;
+        pause.hidden = true;
         setUploadState(row, "Converting…", "converting");
       },
-    });
+      onWaiting(message) {
+        setUploadState(row, "Waiting…", "waiting");
+        row.querySelector(".upload-error").textContent = message;
+        say(message, "error");
+      },
+      onResumed() {
+        row.querySelector(".upload-error").textContent = "";
+        setUploadState(row, "Uploading…", "sending");
+      },
+    },
+    url,
+  );
+  pause.hidden = false;
+  pause.onclick = () => {
+    const action = resumable.paused ? "Pause" : "Resume";
+    if (resumable.paused) {
+      resumable.resume();
+      setUploadState(row, "Uploading…", "sending");
+    } else {
+      resumable.pause();
+      setUploadState(row, "Paused", "paused");
+    }
+    pause.textContent = action;
+    pause.setAttribute("aria-label", `${action} ${file.name}`);
+  };
+  try {
+    await resumable.run();
+    pause.hidden = true;
     setUploadState(row, "Done", "done");
     await refreshRecords();
   } catch (error) {
+    pause.hidden = true;
     setUploadState(row, "Failed", "failed");
     row.querySelector(".upload-error").textContent = error.message;
     report(error);
@@ -311,6 +374,7 @@ function start() {
   $("load-more").addEventListener("click", onLoadMore);
   showAccount();
   refreshRecords();
+  if (account !== null) showPendingUploads();
 }
 
 start();
