@@ -38,6 +38,7 @@ LONG_RUNNING = ("postgres", *FUNCTIONS, "nginx")
 END_TO_END_MODULES = (
     "tests/end_to_end/test_gateway.py",
     "tests/end_to_end/test_large_upload.py",
+    "tests/end_to_end/test_tus_clients.py",
     "tests/browser/test_web_page.py",
     "tests/fuzz/test_schema_fuzz.py",
 )

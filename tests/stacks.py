@@ -142,17 +142,38 @@ class RawUpload:
     """A raw upload written by hand on a socket, so that the test decides when each byte goes."""
 
     def __init__(
-        self, stack: Stack, user: dict[str, str], length: int, source: str = "127.0.0.1"
+        self,
+        stack: Stack,
+        user: dict[str, str],
+        length: int,
+        source: str = "127.0.0.1",
+        request: str | None = None,
     ) -> None:
+        """A raw POST /record of `length` bytes, or `request` (line and headers of another)."""
         self.sock = socket.create_connection(
             ("127.0.0.1", stack.port), timeout=120, source_address=(source, 0)
         )
         self.sock.sendall(
-            f"POST /record?user={user['id']}&name=take.wav HTTP/1.1\r\n"
-            f"Host: 127.0.0.1:{stack.port}\r\nContent-Type: audio/wav\r\n"
-            f"Authorization: Bearer {user['token']}\r\nContent-Length: {length}\r\n"
-            "Connection: close\r\n\r\n".encode()
+            (
+                request
+                or f"POST /record?user={user['id']}&name=take.wav HTTP/1.1\r\n"
+                "Content-Type: audio/wav\r\n"
+            ).encode()
+            + f"Host: 127.0.0.1:{stack.port}\r\nAuthorization: Bearer {user['token']}\r\n"
+            f"Content-Length: {length}\r\nConnection: close\r\n\r\n".encode()
         )
+
+    @classmethod
+    def tus_patch(
+        cls, stack: Stack, user: dict[str, str], upload_url: str, offset: int, length: int
+    ) -> RawUpload:
+        """A PATCH of `length` bytes at `offset` of the resumable upload at `upload_url`."""
+        path = upload_url.removeprefix(stack.url)
+        request = (
+            f"PATCH {path} HTTP/1.1\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: {offset}\r\n"
+            "Content-Type: application/offset+octet-stream\r\n"
+        )
+        return cls(stack, user, length, request=request)
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
