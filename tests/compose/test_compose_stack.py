@@ -339,7 +339,7 @@ def test_a_resumable_upload_lives_through_restarts_of_each_add_record_replica(
         def send() -> None:
             try:
                 uploader.upload()
-            except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            except BaseException as error:  # reported by the assertion below
                 failures.append(error)
 
         sender = threading.Thread(target=send)
