@@ -5,6 +5,7 @@ No answer may be a 5xx, and every answer must match the schema (status, content 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -40,8 +41,15 @@ def test_fuzzed_requests_get_no_5xx_and_match_the_schema(stack: Gateway, tmp_pat
     command += ["--checks", CHECKS, "--phases", "examples,coverage,fuzzing"]
     command += ["--max-examples", "15", "--max-time", "45", "--request-timeout", "30"]
     command += ["--seed", "20261127", "--workers", "1", "--generation-database", "none"]
+    hooks = {"SCHEMATHESIS_HOOKS": "tests.fuzz.hooks", "PYTHONPATH": str(ROOT)}
     report = subprocess.run(
-        command, capture_output=True, text=True, cwd=tmp_path, check=False, timeout=300
+        command,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, **hooks},
+        check=False,
+        timeout=300,
     )
     found = [report.stdout.find(section) for section in ("ERRORS", "FAILURES")]
     failures = report.stdout[min([at for at in found if at >= 0], default=0) :]
