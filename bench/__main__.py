@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bench.client import Gateway, record_path, timed
 from bench.throttled import Paced, Slowloris, held_upload, paced_upload
+from bench.tus import tus_rows
 from common.audio.ffmpeg import EncoderOptions, command
 from common.audio.transcode import transcode
 from common.audio.wav import read_header
@@ -491,7 +492,9 @@ def main() -> None:
         help="size of the WAV for the memory figures (default 1 GiB)",
     )
     parser.add_argument(
-        "--only", default="abcdefghi", help="sections to run, e.g. 'ab' (default: all of abcdefghi)"
+        "--only",
+        default="abcdefghij",
+        help="sections to run, e.g. 'ab' (default: all of abcdefghij)",
     )
     args = parser.parse_args()
     for tool in ("ffmpeg", "wrk") + (() if os.environ.get("BENCH_URL") else ("nginx",)):
@@ -509,6 +512,7 @@ def main() -> None:
     with ExitStack() as resources:
         scratch = Path(resources.enter_context(tempfile.TemporaryDirectory(dir=inputs)))
         stack: Stack | None = None
+        database: str | None = None
         base_url = os.environ.get("BENCH_URL")
         if base_url is None:
             server = os.environ.get("TEST_DATABASE_URL", DEFAULT_SERVER_URL)
@@ -526,6 +530,7 @@ def main() -> None:
                     "USER_RATE_LIMIT": "100000r/s",
                     "UPLOAD_RATE_LIMIT": "100000r/s",
                     "UPLOAD_CONN_LIMIT": CONN_LIMIT_LIFTED,
+                    "MAX_OPEN_UPLOADS": "1000",
                 },
             )
             stack.start()
@@ -547,6 +552,15 @@ def main() -> None:
             "f": lambda: conversion_path_rows(inputs, scratch, options),
             "g": lambda: throttled_rows(gateway, user, inputs, scratch, options),
             "h": lambda: slowloris_rows(gateway, user, inputs),
+            "j": lambda: tus_rows(
+                gateway,
+                user,
+                base_url=base_url,
+                stack=stack,
+                database_url=database,
+                inputs=inputs,
+                footprint=lambda master: footprint(master).rss,
+            ),
         }
         for letters, section in sections.items():
             if not set(letters) & set(args.only):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import math
 import os
 import re
@@ -40,6 +41,8 @@ MP3_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000
 DURATION_MARGIN_S = 1.0
 """How far past MAX_DURATION_S ffmpeg decodes before it stops: audio within the limit is never
 cut, and longer audio is known too long (by the MP3's exact length) after the limit's work only."""
+logger = logging.getLogger(__name__)
+
 _STDERR_TAIL = 300
 _F_SETPIPE_SZ = 1031
 _PIPE_BYTES = 1 << 20
@@ -48,6 +51,9 @@ _LOG = ["-loglevel", "level+info", "-nostats"]
 (SIGTERM, SIGINT, SIGXCPU): its exit status then says 1 as often as 255."""
 _SIGNALLED = re.compile(r"received signal|received > 3 system signals", re.IGNORECASE)
 _ERROR_TAG = re.compile(r"\[(?:error|fatal|panic)\] ")
+_OUT_OF_DISK = re.compile(r"No space left|quota exceeded", re.IGNORECASE)
+_PATH = re.compile(r"(?:file:)?/[^\s'\",]*")
+"""A path in an ffmpeg message (`file:/tmp/audiosvc-upload-<pid>-.../out.mp3`): not for clients."""
 _SHORT_OF_RESOURCES = (
     "Cannot allocate memory",
     "Error allocating",
@@ -298,15 +304,19 @@ class Encoder:
             return ConverterFault("the converter was stopped by a signal" + _TRY_AGAIN)
         for line in lines:
             if any(words in line for words in _SHORT_OF_RESOURCES):
-                return ConverterFault(
-                    f"the converter ran short of memory or disk ({line[-_STDERR_TAIL:]})"
-                    + _TRY_AGAIN
-                )
+                logger.warning("ffmpeg ran short of resources: %s", line[-_STDERR_TAIL:])
+                short = "disk space" if _OUT_OF_DISK.search(line) else "memory"
+                return ConverterFault(f"the converter ran short of {short}" + _TRY_AGAIN)
         if returncode == 0:
             return None
         errors = [_ERROR_TAG.sub("", line) for line in lines if _ERROR_TAG.search(line)]
         detail = errors[-1] if errors else f"ffmpeg exited with status {returncode}"
-        return ConversionError("the audio could not be decoded: " + detail[-_STDERR_TAIL:])
+        return ConversionError("the audio could not be decoded: " + _scrub(detail))
+
+
+def _scrub(line: str) -> str:
+    """An ffmpeg message fit for a client: no file paths (of the spool, with their pids)."""
+    return _PATH.sub("the file", line)[-_STDERR_TAIL:]
 
 
 def _environment() -> dict[str, str]:

@@ -14,13 +14,14 @@ unauthenticated. MAX_UPLOAD_BYTES counts the WAV's own bytes, in either form.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NoReturn, cast
 
 import falcon
 from falcon.media.multipart import BodyPart
+from falcon.util.reader import BufferedReader
 
 from common.audio.wav import Readable
 from common.config import MULTIPART_ENVELOPE_BYTES
@@ -97,7 +98,7 @@ class _Form:
         self._req = req
         self._limit = limit
         self._token_owner = token_owner
-        self._parts: Iterator[BodyPart] = iter(req.get_media())
+        self._parts: Iterator[BodyPart] = iter(_parts(req, limit + MULTIPART_ENVELOPE_BYTES))
         self._fields: dict[str, str] = {}
 
     @contextmanager
@@ -155,6 +156,16 @@ class _Form:
                 title="Malformed form", description=f"{name} is given more than once"
             )
         self._fields[name] = _text(part.get_data(), name)
+
+
+def _parts(req: falcon.Request, most: int) -> Iterable[BodyPart]:
+    """The form's parts as they arrive. A chunked body (no Content-Length) is read as it comes,
+    at most `most` bytes: Falcon's own reading of a form needs the length."""
+    if req.content_length is not None:
+        return cast(Iterable[BodyPart], req.get_media())
+    handler = req.options.media_handlers[MULTIPART]
+    stream = BufferedReader(req.stream.read, most)
+    return cast(Iterable[BodyPart], handler.deserialize(stream, req.content_type, None))
 
 
 def _unexpected(name: str | None) -> NoReturn:

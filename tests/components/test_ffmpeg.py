@@ -264,12 +264,16 @@ def test_ffmpeg_terminated_from_outside_is_a_converter_fault(tmp_path: Path) -> 
     assert ffmpeg_processes() == ""
 
 
-def test_a_full_disk_is_a_converter_fault() -> None:
+def test_a_full_disk_is_a_converter_fault_that_names_no_path() -> None:
+    """The answer a client gets says what ran short, never where (second security review,
+    finding 9: it quoted `file:<spool>/audiosvc-upload-<pid>-.../out.mp3`)."""
     wav, prefix = read_header(io.BytesIO(pcm16(1.0)))
     with Encoder(wav, Path("/dev/full"), OPTIONS) as encoder:
         encoder.write(prefix)
-        with pytest.raises(ConverterFault, match="No space left on device"):
+        with pytest.raises(ConverterFault) as fault:
             encoder.finish()
+    assert str(fault.value).startswith("the converter ran short of disk space;")
+    assert "/" not in str(fault.value)
 
 
 def test_out_of_memory_is_a_converter_fault(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.helpers import decoded_seconds, pcm16, probe
+from tests.helpers import decoded_seconds, multipart, pcm16, probe
 from tests.stacks import Gateway, gateway_under_test, needs_nginx
 
 pytestmark = needs_nginx
@@ -61,6 +61,20 @@ def test_multipart_upload_and_download(
     info = decoded(download.content, tmp_path)
     assert (info["codec_name"], info["channels"], info["sample_rate"]) == ("mp3", "2", "44100")
     assert info["seconds"] == pytest.approx(5.0, rel=0.01)
+
+
+def test_a_chunked_multipart_upload_is_stored(stack: Gateway, account: dict[str, str]) -> None:
+    """curl -H 'Transfer-Encoding: chunked' -F ... : no Content-Length through the gateway."""
+    body, content_type = multipart(
+        {"user": account["id"], "token": account["token"]},
+        [("file", "chunked.wav", pcm16(1.0, 44100, 2))],
+    )
+    pieces = (body[start : start + 4096] for start in range(0, len(body), 4096))
+    result = requests.post(
+        f"{stack.url}/record", data=pieces, headers={"Content-Type": content_type}, timeout=60
+    )
+    assert result.request.headers.get("Transfer-Encoding") == "chunked"
+    assert result.status_code == 201, result.text
 
 
 def test_raw_upload_with_bearer_keeps_the_host_port_the_client_used(

@@ -285,3 +285,19 @@ def test_no_converter_is_503_with_retry_after(
     assert result.status_code == 503, result.text
     assert result.headers["retry-after"] == "30"
     assert left_in_spool(spool_dir) == []
+
+
+def test_a_chunked_multipart_upload_is_stored(
+    add_record_client: TestClient, user: dict[str, str]
+) -> None:
+    """No Content-Length (a chunked body, as curl -H 'Transfer-Encoding: chunked' -F sends it):
+    the form is read as it comes. It was a 500 (second security review, finding 7)."""
+    body, content_type = multipart(
+        {"user": user["id"], "token": user["token"]}, [("file", "a.wav", WAV)]
+    )
+    result = add_record_client.simulate_post(
+        "/record",
+        headers={"Content-Type": content_type, "Transfer-Encoding": "chunked"},
+        extras={"wsgi.input": io.BytesIO(body)},
+    )
+    assert result.status_code == 201, result.text
