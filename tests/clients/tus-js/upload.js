@@ -1,8 +1,8 @@
 // tus-js-client against the gateway, as tests/end_to_end/test_tus_clients.py runs it:
 //   node upload.js <endpoint> <wav file> <user id> <token> [abort at fraction]
-// With a fraction, the first upload is aborted once that share of the file is sent, and a second
-// Upload resumes it from the URL the first one got (what a reloaded page does with its stored
-// URL). Prints one JSON line: the upload URL, the offset the server had kept when the second one
+// With a fraction, the first upload (in 1 MiB PATCHes) is aborted once that share of the file is
+// sent, and a second Upload resumes it from the URL the first one got (what a reloaded page does
+// with its stored URL). Prints one JSON line: the upload URL, the offset the server had kept when the second one
 // began (its HEAD), and the Record-Location of the last PATCH.
 "use strict";
 
@@ -44,7 +44,9 @@ function run(extra) {
 async function main() {
   if (abortAt) {
     const first = await new Promise((resolve, reject) => {
+      // In PATCHes of 1 MiB, so that progress comes in steps whatever the network's buffers.
       const upload = new tus.Upload(file, options({
+        chunkSize: 1 << 20,
         onError: reject,
         onSuccess: () => reject(new Error("the upload ended before it could be aborted")),
         onProgress(sent, total) {
