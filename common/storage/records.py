@@ -54,6 +54,11 @@ class Record:
     created_at: datetime
 
 
+class RecordGone(Exception):
+    """A chunk of a record being read is not there: the record was deleted meanwhile (or, on a
+    replica, is not replayed yet). The reader stops rather than send a body short of its length."""
+
+
 class UnknownCursor(ValueError):
     """The `before` cursor of a listing is not one of the user's records."""
 
@@ -191,7 +196,7 @@ class RecordStore:
         """Yield bytes [start, stop) of the MP3, a chunk row (or the part of one needed) at a time.
 
         Lazy: no connection is taken until the first chunk is asked for. Should the record be
-        deleted meanwhile, the stream ends early and the client sees a body short of its length.
+        deleted meanwhile, RecordGone: the server cuts the connection at once.
         """
         size = record.chunk_bytes
         data = record_chunks.c.data
@@ -207,7 +212,7 @@ class RecordStore:
                     )
                 ).scalar_one_or_none()
                 if piece is None:
-                    return
+                    raise RecordGone(record.id)
                 yield bytes(piece)
 
 

@@ -29,9 +29,9 @@ class RecordList:
         user_id = req.context.user_id = uuid_param(req, "user")
         limit = _limit(single_param(req, "limit"))
         before = _before(single_param(req, "before"))
-        source = self._reads.authenticate(user_id, request_token(req))
+        self._reads.authenticate(user_id, request_token(req))
         try:
-            listing = self._reads.listing(source, user_id, limit, before)
+            listing = self._reads.listing(user_id, limit, before)
         except UnknownCursor:
             raise falcon.HTTPBadRequest(
                 title="Malformed parameter", description="before is not one of this user's records"

@@ -1,24 +1,22 @@
-"""Where get_record reads: a streaming replica first (DATABASE_READ_URL), the primary behind it.
+"""Where get_record reads: the primary decides, a streaming replica (DATABASE_READ_URL) carries.
 
-Whatever the replica cannot answer, the primary does, so that the replica only ever takes load off
-the primary and never changes an answer:
+Whether a record exists and whose it is, who a token belongs to, and what a listing holds are read
+on the primary: each is one or a few indexed rows, and the replica lags by its replication delay,
+in which it would still serve a record deleted a moment ago (second security review, finding 4).
+The heavy part, the MP3's chunk rows, is read on the replica:
 
-- a record or a user the replica does not have (yet: replication lag right after an upload or a
-  new account) is looked up on the primary before the answer is 404 or 401; this costs a second
-  query on misses only;
+- a record's chunks are all committed before its record row (common/storage/records.py), and a
+  standby replays commits in order, so once the replica has the row it has every chunk; a record
+  the replica has not replayed yet (an upload of a moment ago) has no chunk there, and the range
+  comes from the primary, from the first byte not yet sent;
 - a replica that cannot be reached (refused, timed out, shut down, a query cancelled by a conflict
   with recovery) is skipped with one warning in the log, and left alone for `REPLICA_REST_S`
   seconds, during which everything is read on the primary: no 5xx, and no request waits out a
-  connect timeout per query;
-- the chunks of a record found on the replica are streamed from the replica. A record row and all
-  of its chunk rows are committed in one transaction (common/storage/records.py), and a standby
-  applies a transaction whole, so a record visible on the replica has every chunk there too. The
-  replica may still go down mid-stream (or miss a chunk): the rest of the range, from the first
-  byte not yet sent, then comes from the primary.
+  connect timeout per query; one that fails mid-stream leaves the rest to the primary too.
 
-A listing is read where the user was authenticated: on the replica, it may lag the primary by the
-replication delay (a record uploaded a moment ago may be missing from it, one just deleted still
-listed); a `before` cursor the replica does not know is looked up on the primary.
+A record deleted while its download is under way: the replica may still send it whole (its last
+state before the delete); the primary, missing a chunk, ends the stream with RecordGone, and the
+connection is cut at once rather than left short of its Content-Length.
 """
 
 from __future__ import annotations
@@ -31,14 +29,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import falcon
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from common.http.auth import authenticate
 from common.storage.accounts import Accounts
 from common.storage.db import create_engine
-from common.storage.records import Record, RecordStore, UnknownCursor
+from common.storage.records import Record, RecordGone, RecordStore
 
 REPLICA_CONNECT_TIMEOUT_S = 2
 """libpq's connect_timeout for the replica: how long a request may wait on one that is down."""
@@ -109,64 +106,40 @@ class ReadSide:
         self._resting_until = float("-inf")
 
     def find(self, record_id: uuid.UUID, user_id: uuid.UUID) -> Found | None:
-        """The user's record, from the replica, or from the primary if the replica lacks it."""
-        replica = self._available_replica()
-        if replica is not None:
-            try:
-                record = replica.records.find(record_id, user_id)
-            except UNAVAILABLE as error:
-                self._skip(error)
-            else:
-                if record is not None:
-                    return Found(record, replica)
+        """The user's record, as the primary has it; its chunks are then read on the replica
+        while one is available."""
         record = self._primary.records.find(record_id, user_id)
-        return None if record is None else Found(record, self._primary)
+        if record is None:
+            return None
+        return Found(record, self._available_replica() or self._primary)
 
     def read(self, found: Found, start: int, stop: int) -> Iterator[bytes]:
         """Bytes [start, stop) of the record's MP3 (lazily, as RecordStore.read), from where it was
-        found; whatever the replica fails to send comes from the primary."""
+        found; whatever the replica does not send comes from the primary."""
         position = start
         if found.source is not self._primary and self._available_replica() is not None:
             try:
                 for piece in found.source.records.read(found.record, start, stop):
                     position += len(piece)
                     yield piece
+            except RecordGone:
+                pass  # not replayed there yet
             except UNAVAILABLE as error:
                 self._skip(error)
             if position >= stop:
                 return
         yield from self._primary.records.read(found.record, position, stop)
 
-    def authenticate(self, user_id: uuid.UUID, token: str | None) -> Source:
-        """401 unless `token` is the user's (common.http.auth.authenticate); the database that
-        knows the user, where their listing is then read."""
-        replica = self._available_replica()
-        if replica is not None:
-            try:
-                authenticate(replica.accounts, user_id, token)
-            except falcon.HTTPUnauthorized:
-                # A user newer than the replica's last replay, or a wrong token: ask the primary.
-                pass
-            except UNAVAILABLE as error:
-                self._skip(error)
-            else:
-                return replica
+    def authenticate(self, user_id: uuid.UUID, token: str | None) -> None:
+        """401 unless `token` is the user's (common.http.auth.authenticate), on the primary."""
         authenticate(self._primary.accounts, user_id, token)
-        return self._primary
 
-    def listing(
-        self, source: Source, user_id: uuid.UUID, limit: int, before: uuid.UUID | None
-    ) -> Listing:
-        """A page of the user's records (RecordStore.page) and their stored bytes, on `source`;
-        UnknownCursor when not even the primary knows `before`."""
-        if source is not self._primary and self._available_replica() is not None:
-            try:
-                return _listing(source.records, user_id, limit, before)
-            except UnknownCursor:
-                pass  # a record newer than the replica's last replay: ask the primary
-            except UNAVAILABLE as error:
-                self._skip(error)
-        return _listing(self._primary.records, user_id, limit, before)
+    def listing(self, user_id: uuid.UUID, limit: int, before: uuid.UUID | None) -> Listing:
+        """A page of the user's records (RecordStore.page) and their stored bytes, on the
+        primary; UnknownCursor when it does not know `before`."""
+        records = self._primary.records
+        page, next_cursor = records.page(user_id, limit, before)
+        return Listing(page, next_cursor, records.used_bytes(user_id))
 
     def _available_replica(self) -> Source | None:
         if self._replica is None or self._clock() < self._resting_until:
@@ -194,13 +167,6 @@ class ReadSide:
 def replica_name(url: str) -> str:
     """How the log names a replica: its URL without the password."""
     return sa.make_url(url).render_as_string(hide_password=True)
-
-
-def _listing(
-    records: RecordStore, user_id: uuid.UUID, limit: int, before: uuid.UUID | None
-) -> Listing:
-    page, next_cursor = records.page(user_id, limit, before)
-    return Listing(page, next_cursor, records.used_bytes(user_id))
 
 
 def _one_line(error: Exception) -> str:

@@ -47,8 +47,13 @@ def run(tmp_path: Path, data: bytes, title: str | None = None) -> tuple[Transcod
 
 
 def ffmpeg_processes() -> str:
+    """The ffmpeg processes this test process started and has not reaped (any other ffmpeg on
+    the machine is none of its business)."""
     return subprocess.run(
-        ["pgrep", "-a", "ffmpeg"], capture_output=True, text=True, check=False
+        ["pgrep", "-a", "-P", str(os.getpid()), "ffmpeg"],
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout
 
 

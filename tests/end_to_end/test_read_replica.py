@@ -161,7 +161,7 @@ def test_a_fresh_upload_downloads_at_once_while_the_replica_lags(
     head = requests.head(created["url"], timeout=30)
     assert head.status_code == 200
     assert head.headers["Content-Length"] == str(len(fresh.content))
-    assert created["id"] not in listed(stack, user), "the listing is read on the replica"
+    assert listed(stack, user) == [created["id"]], "the listing is read on the primary"
 
     servers.replica.resume_replay()
     servers.replica.wait_replayed(servers.primary)
@@ -188,6 +188,29 @@ def test_a_user_newer_than_the_replica_is_served_by_the_primary(
     assert download(created["url"]).status_code == 200
     wrong = records_of(stack, {"id": user["id"], "token": str(uuid.uuid4())})
     assert wrong.status_code == 401
+
+
+def test_a_record_deleted_while_the_replica_lags_is_gone_at_once(
+    stack: Stack, servers: Servers
+) -> None:
+    """Second security review, finding 4: the replica, paused, still has the record and its
+    chunks after DELETE answered 204; neither a download nor the listing may show it."""
+    user = new_user(stack)
+    created = upload(stack, user, pcm16(2.0)).json()
+    servers.replica.wait_replayed(servers.primary)
+    assert download(created["url"]).status_code == 200
+    servers.replica.pause_replay()
+    deleted = requests.delete(
+        f"{stack.url}/record",
+        params={"id": created["id"], "user": user["id"]},
+        headers={"Authorization": f"Bearer {user['token']}"},
+        timeout=30,
+    )
+    assert deleted.status_code == 204
+    assert servers.replica_has_record(created["id"]), "the replica was meant to lag"
+    assert requests.get(created["url"], timeout=30).status_code == 404
+    assert requests.head(created["url"], timeout=30).status_code == 404
+    assert listed(stack, user) == []
 
 
 def test_a_record_that_exists_nowhere_is_404(stack: Stack) -> None:

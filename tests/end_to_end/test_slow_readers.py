@@ -21,6 +21,10 @@ from tests.stacks import gateway, needs_nginx, new_user, upload
 pytestmark = needs_nginx
 
 STALLED = 30
+STARVED_S = 60.0
+"""What a request starved by the stalled downloads would wait: until nginx gives up on them
+(send_timeout, CLIENT_TIMEOUT_S). A request served in less than half of that was not starved,
+however busy the machine running the suite."""
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +86,10 @@ def test_stalled_downloads_leave_listing_and_downloads_to_others_at_once(
         time.sleep(2)
         listing = f"/records?user={user['id']}&token={user['token']}"
         status, seconds = get_from(stack, "127.0.0.2", listing)
-        assert (status, seconds < 1.0) == (200, True), (status, seconds)
+        assert (status, seconds < STARVED_S / 2) == (200, True), (status, seconds)
         path = url.split(f":{stack.port}", 1)[1]
         status, seconds = get_from(stack, "127.0.0.2", path, Range="bytes=0-999")
-        assert (status, seconds < 1.0) == (206, True), (status, seconds)
+        assert (status, seconds < STARVED_S / 2) == (206, True), (status, seconds)
     finally:
         for conn in stalled:
             conn.close()
@@ -94,12 +98,14 @@ def test_stalled_downloads_leave_listing_and_downloads_to_others_at_once(
 def test_one_address_holds_at_most_its_share_of_reads(
     stack: Stack, big_record: tuple[dict[str, str], str]
 ) -> None:
-    _, url = big_record
+    user, url = big_record
     stalled = [stalled_download(stack, url, "127.0.0.3") for _ in range(STALLED + 5)]
     try:
         time.sleep(1)
         path = url.split(f":{stack.port}", 1)[1]
         assert get_from(stack, "127.0.0.3", path)[0] == 429
+        listing = f"/records?user={user['id']}&token={user['token']}"
+        assert get_from(stack, "127.0.0.3", listing)[0] == 429  # listings count as reads too
         refused = requests.get(url, timeout=10)  # from 127.0.0.1: another address, served
         assert refused.status_code == 200
     finally:

@@ -301,3 +301,56 @@ def test_a_chunked_multipart_upload_is_stored(
         extras={"wsgi.input": io.BytesIO(body)},
     )
     assert result.status_code == 201, result.text
+
+
+@pytest.mark.parametrize(
+    ("failing", "overrides"),
+    [
+        (riff([(b"fmt ", fmt_chunk(1, 1, 8000, 16)), (b"data", b"")]), {}),
+        (pcm16(2.0), {"max_duration_s": 1.0}),
+    ],
+    ids=["no-samples", "too-long"],
+)
+def test_a_failed_conversion_frees_its_slot(
+    settings: Any,
+    engine: Engine,
+    user: dict[str, str],
+    failing: bytes,
+    overrides: dict[str, Any],
+) -> None:
+    """With one conversion slot, an upload refused once ffmpeg had started (422), then a good
+    one: 201, not 503 Converter busy (the slot was given back)."""
+    one_slot = replace(settings, max_conversions=1)
+    refused = post_raw(
+        TestClient(create_app(replace(one_slot, **overrides), engine)),
+        {"user": user["id"], "token": user["token"]},
+        failing,
+    )
+    assert refused.status_code == 422, refused.text
+    good = post_raw(
+        TestClient(create_app(one_slot, engine)), {"user": user["id"], "token": user["token"]}, WAV
+    )
+    assert good.status_code == 201, good.text
+
+
+def test_the_quota_is_checked_at_its_boundary_before_the_body_is_read(
+    settings: Any, engine: Engine, user: dict[str, str], add_record_client: TestClient
+) -> None:
+    """Stored bytes exactly equal to the quota: nothing more fits, refused (507) before the WAV
+    is read, let alone converted."""
+    first = post_raw(add_record_client, {"user": user["id"], "token": user["token"]}, WAV)
+    with engine.connect() as conn:
+        size = conn.execute(
+            sa.select(records.c.size).where(records.c.id == uuid.UUID(first.json["id"]))
+        ).scalar_one()
+    full = TestClient(create_app(replace(settings, user_quota_bytes=size), engine))
+    body = io.BytesIO(pcm16(30.0))
+    refused = full.simulate_post(
+        "/record",
+        params={"user": user["id"], "token": user["token"]},
+        headers={"Content-Type": "audio/wav", "Content-Length": str(len(body.getvalue()))},
+        extras={"wsgi.input": body},
+    )
+    assert refused.status_code == 507, refused.text
+    assert refused.json["description"].endswith("nothing more fits")
+    assert body.tell() < len(body.getvalue()) // 4

@@ -12,6 +12,7 @@ import falcon
 import pytest
 from falcon.testing import TestClient
 
+from common.storage.records import RecordGone
 from functions.add_record.app import create_app as create_add
 from functions.get_record.app import create_app as create_get
 from tests.helpers import pcm16
@@ -291,3 +292,46 @@ def test_leading_zeros_are_not_large_numbers(
     )
     assert result.status_code == 206
     assert result.content == stored["body"][1:3]
+
+
+def test_if_match_makes_if_unmodified_since_ignored(
+    get_record_client: TestClient, stored: dict[str, Any]
+) -> None:
+    """RFC 9110 §13.1.4: with If-Match present, If-Unmodified-Since is not evaluated."""
+    earlier = falcon.dt_to_http(last_modified(stored, get_record_client) - timedelta(seconds=1))
+    served = get_record_client.simulate_get(
+        "/record",
+        params=stored["params"],
+        headers={"If-Match": stored["etag"], "If-Unmodified-Since": earlier},
+    )
+    assert served.status_code == 200
+
+
+def test_a_download_racing_a_delete_is_cut_not_left_short(
+    settings: Any, engine: Any, user: dict[str, str]
+) -> None:
+    """Second security review, finding 6: the record's chunks vanish mid-download. The body
+    stops with an error (the server cuts the connection at once) instead of ending short of its
+    Content-Length (the gateway then waited 75 s for the rest)."""
+    small = replace(settings, chunk_bytes=256 * 1024)
+    add = TestClient(create_add(small, engine))
+    created = add.simulate_post(
+        "/record",
+        params={"user": user["id"]},
+        body=pcm16(40.0),
+        headers={"Content-Type": "audio/wav", "Authorization": f"Bearer {user['token']}"},
+    ).json
+    environ = falcon.testing.create_environ(
+        "/record", query_string=f"id={created['id']}&user={user['id']}"
+    )
+    body = iter(create_get(small, engine)(environ, lambda status, headers: None))
+    assert next(body)
+    gone = add.simulate_delete(
+        "/record",
+        params={"id": created["id"], "user": user["id"]},
+        headers={"Authorization": f"Bearer {user['token']}"},
+    )
+    assert gone.status_code == 204
+    with pytest.raises(RecordGone):
+        for _ in body:
+            pass

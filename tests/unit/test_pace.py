@@ -91,6 +91,24 @@ def test_the_time_spent_elsewhere_is_not_the_clients() -> None:
     assert body.pace() == (0.0, 0.0, STEP)
 
 
+def test_the_time_after_a_read_is_not_the_clients() -> None:
+    """The client takes 2 s to deliver a piece; then the server converts and stores for 1000 s.
+    Only the 2 s count, and no read is waiting meanwhile (second review's mutation audit: the
+    time after a read counted as the client's went unnoticed)."""
+    clock = Clock()
+
+    class TwoSeconds(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            clock.now += 2.0
+            return super().read(size)
+
+    body = MeteredBody(TwoSeconds(bytes(2 * STEP)), None, None, clock)
+    body.read(STEP)
+    clock.now += 1000.0
+    assert body.pace() == (2.0, 0.0, STEP)
+    assert RULE.verdict(*(body.pace() or (0.0, 0.0, 0))) is None
+
+
 def test_the_watcher_wakes_a_read_blocked_on_a_silent_client() -> None:
     """A real socket whose peer sends nothing: the watcher shuts its reading side, and the
     blocked read ends with 408 at once."""
