@@ -42,7 +42,7 @@ def transcode(
     to ffmpeg (the upload path stores the MP3's finished chunks meanwhile).
     """
     wav, piece = read_header(stream)
-    total = 0
+    total = wav.skipped  # bytes of the stream as sent, header chunks ffmpeg is not given included
     with (
         slots.take() if slots else contextlib.nullcontext(),
         Encoder(wav, target, options, title) as encoder,

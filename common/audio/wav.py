@@ -64,7 +64,10 @@ class WavFormat:
     block_align: int
     bits_per_sample: int
     data_offset: int
+    """Where the audio starts in the stream as sent."""
     declared_data_bytes: int
+    skipped: int = 0
+    """Header bytes not passed on to ffmpeg (chunks it does not need)."""
 
     def seconds(self, data_bytes: int) -> float | None:
         """How long `data_bytes` of uncompressed audio play (a block per frame); None for a
@@ -84,62 +87,109 @@ def sniff(head: bytes) -> None:
     raise NotWav("the body is not a RIFF/WAVE file")
 
 
-class _Prefix:
-    """The bytes read so far from a forward-only stream, kept to be passed on unchanged."""
+class _Reader:
+    """A forward-only stream, read a chunk at a time; what is read ahead is kept for the caller."""
 
     def __init__(self, stream: Readable) -> None:
         self._stream = stream
-        self.data = bytearray()
+        self._ahead = bytearray()
 
-    def fill(self, size: int) -> bool:
-        """Read until `size` bytes are held; False if the stream ends first."""
-        while len(self.data) < size:
-            piece = self._stream.read(max(size - len(self.data), _READ))
+    def take(self, size: int) -> bytes | None:
+        """The next `size` bytes; None if the stream ends first."""
+        while len(self._ahead) < size:
+            piece = self._stream.read(max(size - len(self._ahead), _READ))
+            if not piece:
+                return None
+            self._ahead += piece
+        taken = bytes(self._ahead[:size])
+        del self._ahead[:size]
+        return taken
+
+    def take_at_most(self, size: int) -> bytes:
+        """The next `size` bytes, or all there are if the stream ends first."""
+        taken = self.take(size)
+        if taken is None:
+            taken, self._ahead = bytes(self._ahead), bytearray()
+        return taken
+
+    def skip(self, size: int) -> bool:
+        """Pass over the next `size` bytes without holding them; False if the stream ends first."""
+        dropped = min(size, len(self._ahead))
+        del self._ahead[:dropped]
+        size -= dropped
+        while size > 0:
+            piece = self._stream.read(min(size, _READ))
             if not piece:
                 return False
-            self.data += piece
+            size -= len(piece)
         return True
+
+    def rest(self) -> bytes:
+        """What was read ahead past the last byte taken."""
+        return bytes(self._ahead)
+
+
+_KEPT_CHUNKS = (b"fmt ", b"ds64", b"fact")
+"""The chunks before `data` that ffmpeg is given; the others (LIST, bext, cue, cover art...) are
+read past without being held (ffmpeg is told to drop metadata anyway)."""
+_MAX_KEPT_CHUNK = 64 << 10
 
 
 def read_header(stream: Readable) -> tuple[WavFormat, bytes]:
-    """Read the chunks up to `data`: the format, and every byte read (the header and perhaps the
-    first audio), which must be passed on before the rest of the stream."""
-    prefix = _Prefix(stream)
-    if not prefix.fill(12) and not prefix.data:
+    """Read the chunks up to `data`: the format, and the bytes to pass on before the rest of the
+    stream (RIFF header, the chunks ffmpeg needs, the data chunk's header, perhaps the first
+    audio). Other chunks are skipped as they are read, so no header costs more memory than its
+    few useful bytes (an 8 MiB LIST cost 16 MB per upload)."""
+    reader = _Reader(stream)
+    head = reader.take_at_most(12)
+    if not head:
         raise EmptyWav("the WAV file is empty")
-    sniff(bytes(prefix.data[:12]))
-    container = prefix.data[:4].decode("ascii")
+    sniff(head)
+    container = head[:4].decode("ascii")
+    kept = bytearray(head)
     fmt: bytes | None = None
     ds64_data_size: int | None = None
     position = 12
     while True:
-        if not prefix.fill(position + 8):
+        chunk_head = reader.take(8)
+        if chunk_head is None:
             raise BadWav("the WAV has no fmt chunk" if fmt is None else "the WAV has no data chunk")
-        chunk_id, size = struct.unpack_from("<4sI", prefix.data, position)
-        body = position + 8
+        chunk_id, size = struct.unpack("<4sI", chunk_head)
         if chunk_id == b"data":
             if fmt is None:
                 raise BadWav("the WAV has no fmt chunk before its data")
             if container == "RF64" and size == 0xFFFFFFFF and ds64_data_size is not None:
                 size = ds64_data_size
-            return _format(container, fmt, body, size), bytes(prefix.data)
-        end = body + size + (size & 1)
+            kept += chunk_head
+            wav = _format(container, fmt, position + 8, size, skipped=position + 8 - len(kept))
+            return wav, bytes(kept) + reader.rest()
+        padded = size + (size & 1)
+        end = position + 8 + padded
         if end > MAX_HEADER_BYTES:
             raise BadWav("the WAV's header chunks are implausibly large")
-        if not prefix.fill(end):
-            if chunk_id in (b"fmt ", b"ds64"):
+        if chunk_id in _KEPT_CHUNKS:
+            if padded > _MAX_KEPT_CHUNK:
+                raise BadWav(f"the WAV's {chunk_id.decode().strip()} chunk is implausibly large")
+            body = reader.take(padded)
+            if body is None:
+                if chunk_id == b"fact":
+                    raise BadWav("the WAV has no data chunk")
                 raise BadWav("the WAV header is truncated")
+            if chunk_id == b"fmt ":
+                if fmt is not None:
+                    raise BadWav("the WAV has more than one fmt chunk")
+                fmt = body[:size]
+            elif chunk_id == b"ds64" and size >= 16:
+                ds64_data_size = struct.unpack_from("<Q", body, 8)[0]
+            kept += chunk_head + body
+        elif not reader.skip(padded):
             raise BadWav("the WAV has no fmt chunk" if fmt is None else "the WAV has no data chunk")
-        if chunk_id == b"fmt ":
-            if fmt is not None:
-                raise BadWav("the WAV has more than one fmt chunk")
-            fmt = bytes(prefix.data[body : body + size])
-        elif chunk_id == b"ds64" and size >= 16:
-            ds64_data_size = struct.unpack_from("<Q", prefix.data, body + 8)[0]
         position = end
 
 
-def _format(container: str, fmt: bytes, data_offset: int, declared: int) -> WavFormat:
+def _format(
+    container: str, fmt: bytes, data_offset: int, declared: int, skipped: int
+) -> WavFormat:
     if len(fmt) < 16:
         raise BadWav("the WAV's fmt chunk is truncated")
     format_tag, channels, sample_rate, _, block_align, bits = struct.unpack_from("<HHIIHH", fmt)
@@ -167,4 +217,5 @@ def _format(container: str, fmt: bytes, data_offset: int, declared: int) -> WavF
         bits_per_sample=bits,
         data_offset=data_offset,
         declared_data_bytes=declared,
+        skipped=skipped,
     )

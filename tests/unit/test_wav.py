@@ -29,8 +29,11 @@ from tests.helpers import (
 
 
 def header(data: bytes) -> WavFormat:
+    """The format read from `data`; what is passed on is `data` less the chunks skipped."""
     wav, prefix = read_header(io.BytesIO(data))
-    assert data.startswith(prefix)
+    audio_at = wav.data_offset - wav.skipped
+    assert prefix[audio_at - 8 : audio_at - 4] == b"data"
+    assert data[wav.data_offset :].startswith(prefix[audio_at:])
     return wav
 
 
@@ -84,9 +87,35 @@ def test_chunks_before_data_and_odd_sizes_are_skipped() -> None:
             (b"data", bytes(400)),
         ]
     )
-    wav = header(data)
+    wav, prefix = read_header(io.BytesIO(data))
     assert wav.declared_data_bytes == 400
     assert data[wav.data_offset - 8 : wav.data_offset - 4] == b"data"
+    assert b"LIST" not in prefix
+    assert b"junk" not in prefix
+    assert wav.skipped == 8 + 16 + 8 + 2
+
+
+def test_a_large_chunk_before_data_is_passed_over_not_held() -> None:
+    """Second security review, finding 8: an 8 MiB LIST before `data` cost 16 MB of worker
+    memory per upload. It is read past in small pieces, and never handed on."""
+    listing = bytes(MAX_HEADER_BYTES - 200)
+    data = riff([(b"fmt ", fmt_chunk(1, 2, 8000, 16)), (b"LIST", listing), (b"data", bytes(400))])
+    stream = LargestRead(data)
+    wav, prefix = read_header(stream)
+    assert wav.skipped == 8 + len(listing)
+    assert len(prefix) < 200 * 1024
+    assert stream.largest <= 64 * 1024
+
+
+class LargestRead(io.BytesIO):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.largest = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        piece = super().read(size)
+        self.largest = max(self.largest, len(piece))
+        return piece
 
 
 @pytest.mark.parametrize("declared", [0, 0xFFFFFFFF, 10**9])
