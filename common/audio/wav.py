@@ -187,9 +187,7 @@ def read_header(stream: Readable) -> tuple[WavFormat, bytes]:
         position = end
 
 
-def _format(
-    container: str, fmt: bytes, data_offset: int, declared: int, skipped: int
-) -> WavFormat:
+def _format(container: str, fmt: bytes, data_offset: int, declared: int, skipped: int) -> WavFormat:
     if len(fmt) < 16:
         raise BadWav("the WAV's fmt chunk is truncated")
     format_tag, channels, sample_rate, _, block_align, bits = struct.unpack_from("<HHIIHH", fmt)
