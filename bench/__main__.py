@@ -560,6 +560,7 @@ def main() -> None:
                 database_url=database,
                 inputs=inputs,
                 footprint=lambda master: footprint(master).rss,
+                bare=lambda: timed(bare_ffmpeg(seconds_wav(inputs, 600), scratch, options)),
             ),
         }
         for letters, section in sections.items():

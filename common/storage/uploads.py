@@ -101,7 +101,9 @@ class UploadStore:
         return upload
 
     def find(self, upload_id: uuid.UUID, user_id: uuid.UUID) -> Upload | None:
-        """The upload if it exists, has not expired and belongs to `user_id`."""
+        """The upload if it exists, has not expired and belongs to `user_id`. Sweeps now and
+        then on the way: expired uploads go without any outside job."""
+        self.sweep_now_and_then()
         with self._reader.connect() as conn:
             row = conn.execute(
                 sa.select(uploads).where(

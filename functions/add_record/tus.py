@@ -31,6 +31,7 @@ from functions.add_record.tus_headers import (
     EXTENSIONS,
     OFFSET_STREAM,
     TUS_VERSION,
+    byte_count,
     metadata,
     required_byte_count,
 )
@@ -158,6 +159,12 @@ class TusUpload:
                 description=f"a PATCH carries Content-Type: {OFFSET_STREAM}",
             )
         offset = required_byte_count(req.get_header("Upload-Offset"), "Upload-Offset")
+        length = byte_count(req.get_header("Upload-Length"), "Upload-Length")
+        if length is not None and length != upload.length:
+            raise falcon.HTTPBadRequest(
+                title="Invalid Upload-Length",
+                description=f"the upload's length is {upload.length} bytes and cannot change",
+            )
         if upload.record_id is not None:
             if offset == upload.length and not req.content_length:
                 _answer_patch(resp, base, upload, (upload.length, upload.record_id))

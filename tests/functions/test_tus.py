@@ -17,10 +17,11 @@ from falcon.testing import TestClient
 from sqlalchemy.engine import Engine
 
 from common.config import Settings
-from common.storage.db import records, upload_chunks, uploads, utc_now
+from common.storage.db import create_engine, records, upload_chunks, uploads, utc_now
 from common.storage.uploads import LockLost, UploadStore
 from functions.add_record.app import create_app
 from functions.add_record.tus import MIN_PATCH_BYTES
+from functions.create_user.app import create_app as create_user_app
 from tests.helpers import ima_adpcm, nothing_stored, pcm16
 
 WAV = pcm16(3.0, 44100, 2)
@@ -530,3 +531,36 @@ def test_every_answer_says_tus_resumable(
             answer.headers["content-type"].startswith("application/json")
             or answer.status_code == 404
         )
+
+
+def test_the_length_cannot_change_on_a_later_request(
+    add_record_client: TestClient, user: dict[str, str]
+) -> None:
+    location = new_upload(add_record_client, user)
+    result = patch(
+        add_record_client, user, location, 0, WAV, headers={"Upload-Length": str(len(WAV) + 1)}
+    )
+    assert result.status_code == 400
+    assert result.json["title"] == "Invalid Upload-Length"
+    assert head(add_record_client, user, location).headers["upload-offset"] == "0"
+
+
+def test_resumable_uploads_on_sqlite(sqlite_url: str, spool_dir: Any) -> None:
+    """The embedded database of `make run` keeps uploads too: create, cut, resume, record."""
+    engine = create_engine(sqlite_url)
+    settings = Settings(database_url=sqlite_url, spool_dir=str(spool_dir), ffmpeg_timeout_s=60)
+    try:
+        who = TestClient(create_user_app(settings, engine)).simulate_post(
+            "/user", json={"name": f"sqlite-{uuid.uuid4()}"}
+        )
+        client = TestClient(create_app(settings, engine))
+        sqlite_user = dict(who.json)
+        location = new_upload(client, sqlite_user, name="lite.wav")
+        half = 2 * MIN_PATCH_BYTES
+        assert patch(client, sqlite_user, location, 0, WAV[:half]).status_code == 204
+        assert head(client, sqlite_user, location).headers["upload-offset"] == str(half)
+        done = patch(client, sqlite_user, location, half, WAV[half:])
+        assert done.status_code == 204, done.text
+        assert "record-location" in done.headers
+    finally:
+        engine.dispose()
