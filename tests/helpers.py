@@ -176,6 +176,19 @@ class Trickle(io.BytesIO):
         return super().read(wanted)
 
 
+class CountingStream(io.BytesIO):
+    """A body that notes the largest read asked of it."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.largest_read = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        piece = super().read(size)
+        self.largest_read = max(self.largest_read, len(piece))
+        return piece
+
+
 def left_in_spool(spool_dir: Path) -> list[Path]:
     """What uploads left in the spool: everything but the instance's conversion slots."""
     return [path for path in spool_dir.iterdir() if not path.name.startswith(SLOTS_PREFIX)]

@@ -8,18 +8,7 @@ import falcon
 import pytest
 
 from functions.add_record.intake import PIECE, LimitedReader
-from tests.helpers import pcm16
-
-
-class CountingStream(io.BytesIO):
-    def __init__(self, data: bytes) -> None:
-        super().__init__(data)
-        self.largest_read = 0
-
-    def read(self, size: int | None = -1) -> bytes:
-        piece = super().read(size)
-        self.largest_read = max(self.largest_read, len(piece))
-        return piece
+from tests.helpers import CountingStream, pcm16
 
 
 def read_all(reader: LimitedReader) -> bytes:

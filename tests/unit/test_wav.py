@@ -17,6 +17,7 @@ from common.audio.wav import (
     sniff,
 )
 from tests.helpers import (
+    CountingStream,
     Trickle,
     fmt_chunk,
     ima_adpcm,
@@ -100,22 +101,11 @@ def test_a_large_chunk_before_data_is_passed_over_not_held() -> None:
     memory per upload. It is read past in small pieces, and never handed on."""
     listing = bytes(MAX_HEADER_BYTES - 200)
     data = riff([(b"fmt ", fmt_chunk(1, 2, 8000, 16)), (b"LIST", listing), (b"data", bytes(400))])
-    stream = LargestRead(data)
+    stream = CountingStream(data)
     wav, prefix = read_header(stream)
     assert wav.skipped == 8 + len(listing)
     assert len(prefix) < 200 * 1024
-    assert stream.largest <= 64 * 1024
-
-
-class LargestRead(io.BytesIO):
-    def __init__(self, data: bytes) -> None:
-        super().__init__(data)
-        self.largest = 0
-
-    def read(self, size: int | None = -1) -> bytes:
-        piece = super().read(size)
-        self.largest = max(self.largest, len(piece))
-        return piece
+    assert stream.largest_read <= 64 * 1024
 
 
 @pytest.mark.parametrize("declared", [0, 0xFFFFFFFF, 10**9])
