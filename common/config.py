@@ -57,6 +57,7 @@ DECLARED: tuple[Declared, ...] = (
     Declared("DB_POOL_SIZE", "8", "functions"),
     Declared("USER_QUOTA_BYTES", str(5 * GIB), "functions"),
     Declared("MAX_CONVERSIONS", "8", "functions"),
+    Declared("SLOT_WAIT_S", "20", "functions"),
     Declared("MIN_UPLOAD_BYTES_PER_S", str(64 * KIB), "functions"),
     Declared("UPLOAD_EXPIRY_S", "86400", "functions"),
     Declared("MAX_OPEN_UPLOADS", "4", "functions"),
@@ -113,6 +114,8 @@ class Settings:
     db_pool_size: int = int(DEFAULTS["DB_POOL_SIZE"])
     user_quota_bytes: int = int(DEFAULTS["USER_QUOTA_BYTES"])
     max_conversions: int = int(DEFAULTS["MAX_CONVERSIONS"])
+    slot_wait_s: float = float(DEFAULTS["SLOT_WAIT_S"])
+    """How long an upload waits for a conversion slot before its 503."""
     min_upload_bytes_per_s: int = int(DEFAULTS["MIN_UPLOAD_BYTES_PER_S"])
     client_timeout_s: float = float(DEFAULTS["CLIENT_TIMEOUT_S"])
     upload_expiry_s: float = float(DEFAULTS["UPLOAD_EXPIRY_S"])
@@ -138,6 +141,7 @@ class Settings:
             db_pool_size=_int(env, "DB_POOL_SIZE"),
             user_quota_bytes=_int(env, "USER_QUOTA_BYTES"),
             max_conversions=_int(env, "MAX_CONVERSIONS"),
+            slot_wait_s=_float(env, "SLOT_WAIT_S"),
             min_upload_bytes_per_s=_int(env, "MIN_UPLOAD_BYTES_PER_S"),
             client_timeout_s=_float(env, "CLIENT_TIMEOUT_S"),
             upload_expiry_s=_float(env, "UPLOAD_EXPIRY_S"),
@@ -167,6 +171,8 @@ class Settings:
             raise ConfigError("USER_QUOTA_BYTES must be positive")
         if self.max_conversions < 1:
             raise ConfigError("MAX_CONVERSIONS must be at least 1")
+        if self.slot_wait_s < 0:
+            raise ConfigError("SLOT_WAIT_S must be 0 (refuse at once) or more")
         if self.min_upload_bytes_per_s < 0:
             raise ConfigError("MIN_UPLOAD_BYTES_PER_S must be 0 (no minimum) or more")
         if self.client_timeout_s <= 0:

@@ -63,6 +63,9 @@ _SHORT_OF_RESOURCES = (
 )
 """ffmpeg's words (in the C locale) for running out of memory or disk, not for a bad input."""
 _TRY_AGAIN = "; nothing was stored, try again later"
+_SLOT_POLL_S = 0.02
+_SLOT_POLL_MAX_S = 0.25
+"""How often a waiting upload looks for a free slot: soon at first, then every quarter second."""
 
 
 class ConversionError(Exception):
@@ -92,21 +95,41 @@ class ConverterBusy(ConverterFault):
 
 class ConversionSlots:
     """At most `size` ffmpeg processes at once among the processes sharing `directory` (the workers
-    of one add_record instance); one past them is refused at once, never queued, so that a crowd of
-    uploads costs a bounded amount of memory and no one hangs.
+    of one add_record instance), so that a crowd of uploads costs a bounded amount of memory. An
+    upload past them waits up to `wait_s` for one (a burst of short uploads each gets its turn; the
+    body waits in TCP meanwhile, and the wait holds only a thread), then is refused, so no one
+    hangs.
 
     A slot is a lock file held with flock: any worker takes any free slot (gunicorn hands
     connections to whichever worker accepts first, not to the least busy), and the kernel frees
     the slots of a worker that dies.
     """
 
-    def __init__(self, directory: Path, size: int) -> None:
+    def __init__(self, directory: Path, size: int, wait_s: float = 0.0) -> None:
         self.size = size
+        self.wait_s = wait_s
         self._paths = [directory / f"slot-{index}" for index in range(size)]
         directory.mkdir(parents=True, exist_ok=True)
 
     @contextlib.contextmanager
     def take(self) -> Iterator[None]:
+        deadline = time.monotonic() + self.wait_s
+        pause = _SLOT_POLL_S
+        while (slot := self._free_slot()) is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ConverterBusy(
+                    f"all {self.size} conversions of this server are in progress; try again shortly"
+                )
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, _SLOT_POLL_MAX_S)
+        try:
+            yield
+        finally:
+            os.close(slot)
+
+    def _free_slot(self) -> int | None:
+        """A slot's descriptor, locked; None when every slot is taken."""
         for path in self._paths:
             slot = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
@@ -114,14 +137,8 @@ class ConversionSlots:
             except BlockingIOError:
                 os.close(slot)
                 continue
-            try:
-                yield
-            finally:
-                os.close(slot)
-            return
-        raise ConverterBusy(
-            f"all {self.size} conversions of this server are in progress; try again shortly"
-        )
+            return slot
+        return None
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ class Drafts:
         self.store = store
         self.encoder = EncoderOptions.from_settings(settings)
         self.slots = ConversionSlots(
-            instance_directory(settings.spool_dir), settings.max_conversions
+            instance_directory(settings.spool_dir), settings.max_conversions, settings.slot_wait_s
         )
         self.quota = settings.user_quota_bytes
         self._spool_dir = settings.spool_dir

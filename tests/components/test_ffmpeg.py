@@ -7,6 +7,7 @@ import os
 import signal
 import struct
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -303,11 +304,22 @@ def test_ffmpeg_runs_with_a_minimal_environment(
     assert b"secret" not in environ
 
 
-def test_conversions_past_the_slots_are_refused_not_queued(tmp_path: Path) -> None:
-    slots = ConversionSlots(tmp_path / "slots", 1)
+def test_conversions_past_the_slots_are_refused_after_their_wait(tmp_path: Path) -> None:
+    slots = ConversionSlots(tmp_path / "slots", 1, wait_s=0.3)
+    started = time.monotonic()
     with slots.take(), pytest.raises(ConverterBusy, match="all 1 conversions"):
         transcode(io.BytesIO(pcm16(0.1)), tmp_path / "out.mp3", OPTIONS, slots=slots)
+    assert time.monotonic() - started >= 0.3
     assert transcode(io.BytesIO(pcm16(0.1)), tmp_path / "out.mp3", OPTIONS, slots=slots)
+
+
+def test_a_conversion_waiting_for_a_slot_takes_it_when_freed(tmp_path: Path) -> None:
+    slots = ConversionSlots(tmp_path / "slots", 1, wait_s=30)
+    holder = slots.take()
+    holder.__enter__()
+    threading.Timer(0.3, holder.__exit__, (None, None, None)).start()
+    result = transcode(io.BytesIO(pcm16(0.1)), tmp_path / "out.mp3", OPTIONS, slots=slots)
+    assert result.mp3.duration_ms > 0
 
 
 class SlowClient(io.BytesIO):

@@ -192,13 +192,15 @@ def test_a_stalled_body_is_408(database_url: str, tmp_path: Path) -> None:
         assert spool_is_empty(stack)
 
 
-def test_conversions_past_the_slots_get_503_at_once(
+def test_conversions_past_the_slots_get_503_after_their_wait(
     database_url: str, tmp_path: Path, long_wav: bytes
 ) -> None:
     """One conversion slot for the instance's two workers: a second upload while the first
-    converts is refused with 503 and Retry-After, whichever worker takes it, never queued; the
-    first completes."""
-    with gateway(tmp_path, database_url, MAX_CONVERSIONS="1", **UNLIMITED) as stack:
+    converts waits SLOT_WAIT_S for it, then is refused with 503 and Retry-After, whichever
+    worker takes it; the first completes."""
+    with gateway(
+        tmp_path, database_url, MAX_CONVERSIONS="1", SLOT_WAIT_S="1", **UNLIMITED
+    ) as stack:
         user = new_user(stack)
         first = RawUpload(stack, user, len(long_wav))
         first.send(long_wav[: 1 << 20])
@@ -210,3 +212,20 @@ def test_conversions_past_the_slots_get_503_at_once(
         first.send(long_wav[1 << 20 :])
         assert first.answer()[0] == 201
         assert upload(stack, user, pcm16(1.0), timeout=30).status_code == 201
+
+
+def test_a_burst_of_uploads_waits_for_slots_instead_of_503(
+    database_url: str, tmp_path: Path
+) -> None:
+    """30 small uploads from 10 users at once against the default 8 slots: each waits its turn
+    (SLOT_WAIT_S) and all 30 get 201 (before, 22 got 503 Converter busy at once)."""
+    with gateway(tmp_path, database_url, **UNLIMITED) as stack:
+        users = [new_user(stack) for _ in range(10)]
+        wav = pcm16(1.0)
+        with ThreadPoolExecutor(30) as pool:
+            statuses = list(
+                pool.map(
+                    lambda n: upload(stack, users[n % 10], wav, timeout=60).status_code, range(30)
+                )
+            )
+    assert statuses == [201] * 30
