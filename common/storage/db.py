@@ -84,6 +84,17 @@ upload_chunks = sa.Table(
 )
 
 
+def delete_with_chunks(
+    conn: sa.Connection, rows: sa.Delete, key: sa.Column[Any], chunk_key: sa.Column[Any]
+) -> list[Any]:
+    """Delete `rows` and the chunk rows whose `chunk_key` is one of their `key`s, in `conn`'s
+    transaction (chunks have no foreign key to cascade by: see record_chunks); the keys deleted."""
+    deleted = list(conn.execute(rows.returning(key)).scalars())
+    if deleted:
+        conn.execute(sa.delete(chunk_key.table).where(chunk_key.in_(deleted)))
+    return deleted
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

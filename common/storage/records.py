@@ -22,7 +22,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from common.config import Settings
-from common.storage.db import pending_records, record_chunks, records, users, utc_now
+from common.storage.db import (
+    delete_with_chunks,
+    pending_records,
+    record_chunks,
+    records,
+    users,
+    utc_now,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -122,19 +129,9 @@ class RecordStore:
         """Remove the chunks of pending records whose lease has lapsed (their writer died);
         returns how many pending records were removed."""
         self._next_sweep = time.monotonic() + SWEEP_EVERY_S
+        lapsed = pending_records.delete().where(pending_records.c.lease_until < self._now())
         with self._engine.begin() as conn:
-            lapsed = (
-                conn.execute(
-                    pending_records.delete()
-                    .where(pending_records.c.lease_until < self._now())
-                    .returning(pending_records.c.id)
-                )
-                .scalars()
-                .all()
-            )
-            if lapsed:
-                conn.execute(record_chunks.delete().where(record_chunks.c.record_id.in_(lapsed)))
-        return len(lapsed)
+            return len(_delete_pending(conn, lapsed))
 
     def find(self, record_id: uuid.UUID, user_id: uuid.UUID) -> Record | None:
         """The record if it exists and belongs to `user_id` (another user's is as good as none)."""
@@ -184,13 +181,9 @@ class RecordStore:
 
     def delete(self, record_id: uuid.UUID, user_id: uuid.UUID) -> bool:
         """Remove the record and its chunks; False if the user has no such record."""
+        owned = records.delete().where(records.c.id == record_id, records.c.user_id == user_id)
         with self._engine.begin() as conn:
-            deleted = conn.execute(
-                records.delete().where(records.c.id == record_id, records.c.user_id == user_id)
-            )
-            if deleted.rowcount == 1:
-                conn.execute(record_chunks.delete().where(record_chunks.c.record_id == record_id))
-        return deleted.rowcount == 1
+            return bool(delete_with_chunks(conn, owned, records.c.id, record_chunks.c.record_id))
 
     def read(self, record: Record, start: int, stop: int) -> Iterator[bytes]:
         """Yield bytes [start, stop) of the MP3, a chunk row (or the part of one needed) at a time.
@@ -377,14 +370,15 @@ class RecordWriter:
         removes them once the lease has lapsed."""
         try:
             with self._engine.begin() as conn:
-                conn.execute(
-                    pending_records.delete().where(pending_records.c.id == self._record_id)
-                )
-                conn.execute(
-                    record_chunks.delete().where(record_chunks.c.record_id == self._record_id)
+                _delete_pending(
+                    conn, pending_records.delete().where(pending_records.c.id == self._record_id)
                 )
         except sa.exc.SQLAlchemyError:
             logger.warning("pending record %s left to the sweep", self._record_id)
+
+
+def _delete_pending(conn: sa.Connection, rows: sa.Delete) -> list[uuid.UUID]:
+    return delete_with_chunks(conn, rows, pending_records.c.id, record_chunks.c.record_id)
 
 
 def _used_bytes(conn: sa.Connection, user_id: uuid.UUID) -> int:

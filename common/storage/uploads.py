@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from common.config import Settings
-from common.storage.db import upload_chunks, uploads, users, utc_now
+from common.storage.db import delete_with_chunks, upload_chunks, uploads, users, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -128,12 +128,9 @@ class UploadStore:
 
     def remove(self, upload_id: uuid.UUID, user_id: uuid.UUID) -> bool:
         """Remove the upload and its bytes (a record it became stays); False if there is none."""
+        owned = uploads.delete().where(uploads.c.id == upload_id, uploads.c.user_id == user_id)
         with self._engine.begin() as conn:
-            removed = conn.execute(
-                uploads.delete().where(uploads.c.id == upload_id, uploads.c.user_id == user_id)
-            )
-            conn.execute(upload_chunks.delete().where(upload_chunks.c.upload_id == upload_id))
-        return removed.rowcount == 1
+            return bool(_delete_uploads(conn, owned))
 
     def read(self, upload_id: uuid.UUID, start: int, stop: int) -> Iterator[bytes]:
         """The stored bytes [start, stop), a row at a time (no connection held between rows)."""
@@ -202,22 +199,12 @@ class UploadStore:
         many were removed."""
         self._next_sweep = time.monotonic() + SWEEP_EVERY_S
         now = self._now()
+        expired = uploads.delete().where(
+            uploads.c.expires_at < now,
+            sa.or_(uploads.c.patch_id.is_(None), uploads.c.patch_until < now),
+        )
         with self._engine.begin() as conn:
-            expired = (
-                conn.execute(
-                    uploads.delete()
-                    .where(
-                        uploads.c.expires_at < now,
-                        sa.or_(uploads.c.patch_id.is_(None), uploads.c.patch_until < now),
-                    )
-                    .returning(uploads.c.id)
-                )
-                .scalars()
-                .all()
-            )
-            if expired:
-                conn.execute(upload_chunks.delete().where(upload_chunks.c.upload_id.in_(expired)))
-        return len(expired)
+            return len(_delete_uploads(conn, expired))
 
 
 class Patch:
@@ -306,6 +293,10 @@ class Patch:
         if renewed.rowcount != 1:
             raise LockLost(self.upload.id)
         self._renewed = now
+
+
+def _delete_uploads(conn: sa.Connection, rows: sa.Delete) -> list[uuid.UUID]:
+    return delete_with_chunks(conn, rows, uploads.c.id, upload_chunks.c.upload_id)
 
 
 def _offset(conn: sa.Connection, upload_id: uuid.UUID) -> int:

@@ -41,7 +41,7 @@ class Records:
                 user_id = req.context.user_id = upload.user_id
                 authenticate(side.accounts, user_id, upload.token)
                 draft.convert(upload.wav, user_id, upload.file_name)
-            record_id, _ = draft.commit()
+            record_id = draft.commit()
         url = record_url(base, record_id, user_id)
         resp.status = falcon.HTTP_CREATED
         resp.location = url

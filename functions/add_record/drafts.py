@@ -86,14 +86,12 @@ class Draft:
             duration_ms=converted.mp3.duration_ms,
         )
 
-    def commit(
-        self, also: Callable[[sa.Connection, uuid.UUID], None] | None = None
-    ) -> tuple[uuid.UUID, uuid.UUID]:
-        """Publish the converted record (507 when it would pass the quota): (record, user)."""
+    def commit(self, also: Callable[[sa.Connection, uuid.UUID], None] | None = None) -> uuid.UUID:
+        """Publish the converted record (507 when it would pass the quota); its id."""
         assert self._user_id is not None, "convert comes first"  # noqa: S101
         assert self._facts is not None, "convert comes first"  # noqa: S101
         try:
             record_id = self._writer.commit(self._user_id, self._facts, self._drafts.quota, also)
         except QuotaExceeded as full:
             raise QuotaExceededError(full.used, full.size, full.quota) from None
-        return record_id, self._user_id
+        return record_id

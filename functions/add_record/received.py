@@ -48,7 +48,6 @@ class Receiver:
         self._clock = clock
         self._buffer = bytearray()
         self._flushed_at = clock()
-        self.ended = False
 
     @property
     def offset(self) -> int:
@@ -71,10 +70,7 @@ class Receiver:
                 description=f"the body goes on past Upload-Length ({self._length})",
             )
         self._buffer += piece
-        if not piece:
-            self.ended = True
-            self.flush()
-        elif (
+        if not piece or (
             len(self._buffer) >= self._piece_bytes
             or self._clock() - self._flushed_at >= FLUSH_EVERY_S
         ):

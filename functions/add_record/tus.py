@@ -225,7 +225,7 @@ def _finish(side: WriteSide, upload: Upload, patch: Patch, received: Receiver) -
     with side.drafts.draft() as draft:
         draft.convert(wav, upload.user_id, upload.name, progress=patch.keep_alive)
         received.drain()
-        record_id, _ = draft.commit(also=patch.publish)
+        record_id = draft.commit(also=patch.publish)
     return record_id
 
 

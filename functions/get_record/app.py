@@ -23,7 +23,7 @@ from functions.get_record.ranges import (
     modified_after,
     not_modified,
 )
-from functions.get_record.read_side import ReadSide, Source, create_read_engine, replica_name
+from functions.get_record.read_side import ReadSide, create_read_engine, replica_name
 
 
 class RecordFile:
@@ -95,16 +95,18 @@ def create_app(
     primary only: a replica that is down costs no answer (functions/get_record/read_side.py)."""
     engine = engine or create_engine(settings.database_url, settings.db_pool_size)
     app = create_base_app("get_record", engine)
-    primary = _source(engine, settings)
+    records = open_store(engine, settings)
+    accounts = Accounts(engine, now=utc_now)
     if settings.database_read_url is None:
-        reads = ReadSide(primary)
+        reads = ReadSide(records, accounts)
     else:
         read_engine = read_engine or create_read_engine(
             settings.database_read_url, settings.db_pool_size
         )
         reads = ReadSide(
-            primary,
-            _source(read_engine, settings),
+            records,
+            accounts,
+            open_store(read_engine, settings),
             replica_name=replica_name(settings.database_read_url),
         )
     app.add_route("/record", RecordFile(reads))
@@ -112,10 +114,6 @@ def create_app(
         "/records", RecordList(reads, settings.public_base_url, settings.user_quota_bytes)
     )
     return app
-
-
-def _source(engine: Engine, settings: Settings) -> Source:
-    return Source(open_store(engine, settings), Accounts(engine, now=utc_now))
 
 
 def get_app() -> FunctionApp:

@@ -66,19 +66,11 @@ def _quick_connect(
 
 
 @dataclass(frozen=True)
-class Source:
-    """One database that get_record reads: its records and its accounts."""
-
-    records: RecordStore
-    accounts: Accounts
-
-
-@dataclass(frozen=True)
 class Found:
-    """A record and the database it was found on (where its chunks are read)."""
+    """A record, as the primary has it, and the store its chunks are read from."""
 
     record: Record
-    source: Source
+    chunks: RecordStore
 
 
 @dataclass(frozen=True)
@@ -89,17 +81,20 @@ class Listing:
 
 
 class ReadSide:
-    """get_record's reads: on `replica` when there is one and it answers, else on `primary`."""
+    """get_record's reads: everything on the primary (`records`, `accounts`), but chunk rows on
+    `replica` when there is one and it answers."""
 
     def __init__(
         self,
-        primary: Source,
-        replica: Source | None = None,
+        records: RecordStore,
+        accounts: Accounts,
+        replica: RecordStore | None = None,
         *,
         replica_name: str = "replica",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._primary = primary
+        self._records = records
+        self._accounts = accounts
         self._replica = replica
         self._replica_name = replica_name
         self._clock = clock
@@ -108,18 +103,18 @@ class ReadSide:
     def find(self, record_id: uuid.UUID, user_id: uuid.UUID) -> Found | None:
         """The user's record, as the primary has it; its chunks are then read on the replica
         while one is available."""
-        record = self._primary.records.find(record_id, user_id)
+        record = self._records.find(record_id, user_id)
         if record is None:
             return None
-        return Found(record, self._available_replica() or self._primary)
+        return Found(record, self._available_replica() or self._records)
 
     def read(self, found: Found, start: int, stop: int) -> Iterator[bytes]:
         """Bytes [start, stop) of the record's MP3 (lazily, as RecordStore.read), from where it was
         found; whatever the replica does not send comes from the primary."""
         position = start
-        if found.source is not self._primary and self._available_replica() is not None:
+        if found.chunks is not self._records and self._available_replica() is not None:
             try:
-                for piece in found.source.records.read(found.record, start, stop):
+                for piece in found.chunks.read(found.record, start, stop):
                     position += len(piece)
                     yield piece
             except RecordGone:
@@ -128,20 +123,19 @@ class ReadSide:
                 self._skip(error)
             if position >= stop:
                 return
-        yield from self._primary.records.read(found.record, position, stop)
+        yield from self._records.read(found.record, position, stop)
 
     def authenticate(self, user_id: uuid.UUID, token: str | None) -> None:
         """401 unless `token` is the user's (common.http.auth.authenticate), on the primary."""
-        authenticate(self._primary.accounts, user_id, token)
+        authenticate(self._accounts, user_id, token)
 
     def listing(self, user_id: uuid.UUID, limit: int, before: uuid.UUID | None) -> Listing:
         """A page of the user's records (RecordStore.page) and their stored bytes, on the
         primary; UnknownCursor when it does not know `before`."""
-        records = self._primary.records
-        page, next_cursor = records.page(user_id, limit, before)
-        return Listing(page, next_cursor, records.used_bytes(user_id))
+        page, next_cursor = self._records.page(user_id, limit, before)
+        return Listing(page, next_cursor, self._records.used_bytes(user_id))
 
-    def _available_replica(self) -> Source | None:
+    def _available_replica(self) -> RecordStore | None:
         if self._replica is None or self._clock() < self._resting_until:
             return None
         return self._replica
