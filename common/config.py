@@ -25,6 +25,14 @@ DEFAULT_SQLITE_PATH = Path("var") / "audio.sqlite3"
 MULTIPART_ENVELOPE_BYTES = 64 * KIB
 """What a multipart upload may carry besides its WAV (boundaries, part headers, fields): the
 gateway lets MAX_UPLOAD_BYTES plus this through (nginx/derived.envsh, checked by a test)."""
+CONVERSION_FOOTPRINT_BYTES = 16 * MIB
+"""What one conversion in progress holds, waiting for its client or not: ffmpeg's private memory
+(about 10 MiB; its libraries' pages are shared by every ffmpeg), its input pipe (1 MiB) and the
+worker's pieces of WAV and MP3 in hand. CONVERSION_MEMORY_BYTES is spent in these; a test
+(tests/components/test_ffmpeg.py) measures a conversion against it."""
+REPLACED = {"MAX_CONVERSIONS": "CONVERSION_MEMORY_BYTES"}
+"""Settings of earlier releases that are gone, and what took their place: set, they stop start-up
+rather than be silently ignored."""
 
 _BITRATE = re.compile(r"^(32|40|48|56|64|80|96|112|128|160|192|224|256|320)k$")
 
@@ -56,9 +64,10 @@ DECLARED: tuple[Declared, ...] = (
     Declared("SPOOL_DIR", "", "functions"),
     Declared("DB_POOL_SIZE", "8", "functions"),
     Declared("USER_QUOTA_BYTES", str(5 * GIB), "functions"),
-    Declared("MAX_CONVERSIONS", "8", "functions"),
+    Declared("CONVERSION_MEMORY_BYTES", str(512 * MIB), "functions"),
     Declared("SLOT_WAIT_S", "20", "functions"),
     Declared("MIN_UPLOAD_BYTES_PER_S", str(64 * KIB), "functions"),
+    Declared("BODY_START_TIMEOUT_S", "10", "functions"),
     Declared("UPLOAD_EXPIRY_S", "86400", "functions"),
     Declared("MAX_OPEN_UPLOADS", "4", "functions"),
     Declared("DATABASE_APP_ROLE", "", "migrate"),
@@ -75,6 +84,7 @@ DECLARED: tuple[Declared, ...] = (
     Declared("UPLOAD_RATE_BURST", "20", "gateway"),
     Declared("READ_CONN_LIMIT", "32", "gateway"),
     Declared("UPLOAD_CONN_LIMIT", "4", "gateway"),
+    Declared("TRUSTED_PROXIES", "", "gateway"),
     Declared("POSTGRES_PASSWORD", "", "compose"),
     Declared("POSTGRES_APP_PASSWORD", "", "compose"),
     Declared("POSTGRES_PORT", "5432", "compose"),
@@ -84,6 +94,16 @@ DECLARED: tuple[Declared, ...] = (
 )
 """Every setting. The gateway also gets MAX_UPLOAD_BYTES and FFMPEG_TIMEOUT_S: nginx/derived.envsh
 turns them into its body limit and upload timeout."""
+
+SET_FOR_PRODUCTION: Mapping[str, str] = {
+    "PUBLIC_BASE_URL": "empty, record and upload URLs take their host from the request's Host"
+    " header, so a cache or proxy that forwards any Host would hand out links to another host",
+    "TRUSTED_PROXIES": "behind an Ingress or load balancer the gateway sees the proxy's address;"
+    " the client's is in X-Forwarded-For, which only a proxy in these ranges may set",
+}
+"""Settings whose declared default suits a first run (`make run`, the tests) but which the
+production examples (docker-compose.yml, deploy/kubernetes) may set otherwise, and why. The drift
+tests hold every other setting to its declared default there."""
 
 DEFAULTS: Mapping[str, str] = {setting.name: setting.default for setting in DECLARED}
 
@@ -113,10 +133,14 @@ class Settings:
     spool_dir: str = DEFAULTS["SPOOL_DIR"] or tempfile.gettempdir()
     db_pool_size: int = int(DEFAULTS["DB_POOL_SIZE"])
     user_quota_bytes: int = int(DEFAULTS["USER_QUOTA_BYTES"])
-    max_conversions: int = int(DEFAULTS["MAX_CONVERSIONS"])
+    conversion_memory_bytes: int = int(DEFAULTS["CONVERSION_MEMORY_BYTES"])
+    """What the conversions of one add_record instance may hold at once, in
+    CONVERSION_FOOTPRINT_BYTES each: a slow upload costs memory, not CPU."""
     slot_wait_s: float = float(DEFAULTS["SLOT_WAIT_S"])
     """How long an upload waits for a conversion slot before its 503."""
     min_upload_bytes_per_s: int = int(DEFAULTS["MIN_UPLOAD_BYTES_PER_S"])
+    body_start_timeout_s: float = float(DEFAULTS["BODY_START_TIMEOUT_S"])
+    """How long an upload's first body byte may take after its headers (408 past it)."""
     client_timeout_s: float = float(DEFAULTS["CLIENT_TIMEOUT_S"])
     upload_expiry_s: float = float(DEFAULTS["UPLOAD_EXPIRY_S"])
     """How long an unfinished resumable upload lives after its last PATCH."""
@@ -126,6 +150,9 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
+        for old, new in REPLACED.items():
+            if env.get(old):
+                raise ConfigError(f"{old} is no longer read: set {new} instead (README, settings)")
         settings = cls(
             database_url=env.get("DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH.resolve()}",
             database_read_url=_text(env, "DATABASE_READ_URL") or None,
@@ -140,15 +167,21 @@ class Settings:
             spool_dir=_text(env, "SPOOL_DIR") or tempfile.gettempdir(),
             db_pool_size=_int(env, "DB_POOL_SIZE"),
             user_quota_bytes=_int(env, "USER_QUOTA_BYTES"),
-            max_conversions=_int(env, "MAX_CONVERSIONS"),
+            conversion_memory_bytes=_int(env, "CONVERSION_MEMORY_BYTES"),
             slot_wait_s=_float(env, "SLOT_WAIT_S"),
             min_upload_bytes_per_s=_int(env, "MIN_UPLOAD_BYTES_PER_S"),
+            body_start_timeout_s=_float(env, "BODY_START_TIMEOUT_S"),
             client_timeout_s=_float(env, "CLIENT_TIMEOUT_S"),
             upload_expiry_s=_float(env, "UPLOAD_EXPIRY_S"),
             max_open_uploads=_int(env, "MAX_OPEN_UPLOADS"),
         )
         settings.validate()
         return settings
+
+    @property
+    def max_conversions(self) -> int:
+        """Conversions one add_record instance runs at once: as many as its memory allows."""
+        return self.conversion_memory_bytes // CONVERSION_FOOTPRINT_BYTES
 
     def validate(self) -> None:
         if self.max_upload_bytes < 1:
@@ -169,14 +202,19 @@ class Settings:
             raise ConfigError("DB_POOL_SIZE must be at least 1")
         if self.user_quota_bytes < 1:
             raise ConfigError("USER_QUOTA_BYTES must be positive")
-        if self.max_conversions < 1:
-            raise ConfigError("MAX_CONVERSIONS must be at least 1")
+        if self.conversion_memory_bytes < CONVERSION_FOOTPRINT_BYTES:
+            raise ConfigError(
+                f"CONVERSION_MEMORY_BYTES must be at least {CONVERSION_FOOTPRINT_BYTES}"
+                " (one conversion)"
+            )
         if self.slot_wait_s < 0:
             raise ConfigError("SLOT_WAIT_S must be 0 (refuse at once) or more")
         if self.min_upload_bytes_per_s < 0:
             raise ConfigError("MIN_UPLOAD_BYTES_PER_S must be 0 (no minimum) or more")
         if self.client_timeout_s <= 0:
             raise ConfigError("CLIENT_TIMEOUT_S must be positive")
+        if self.body_start_timeout_s <= 0:
+            raise ConfigError("BODY_START_TIMEOUT_S must be positive")
         if self.upload_expiry_s <= 0:
             raise ConfigError("UPLOAD_EXPIRY_S must be positive")
         if self.max_open_uploads < 1:

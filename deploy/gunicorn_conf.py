@@ -2,9 +2,11 @@
 
 add_record is CPU-bound through its ffmpeg children, about one worker per core; but the gateway
 streams upload bodies through as they arrive, so each upload holds a thread for as long as its
-client takes to send it: 32 threads per worker, most of them waiting on a client, and at most
-MAX_CONVERSIONS of the instance's threads running an ffmpeg (common/audio/ffmpeg.py's
-ConversionSlots, shared by the workers).
+client takes to send it: 64 threads per worker, most of them waiting on a client (a waiting thread
+costs little memory), and at most CONVERSION_MEMORY_BYTES / CONVERSION_FOOTPRINT_BYTES (32) of the
+instance's threads running an ffmpeg (common/audio/ffmpeg.py's ConversionSlots, shared by the
+workers). A connection that sends headers and no body holds its thread for BODY_START_TIMEOUT_S
+(functions/add_record/pace.py), and one address holds at most UPLOAD_CONN_LIMIT of them.
 create_user and get_record are I/O-bound: threads per worker. gthread workers keep connections from
 nginx alive between requests, and report to the arbiter from their main loop, so a long upload in a
 thread never trips the worker timeout. Each value is a declared setting (common/config.py); unset or
@@ -30,7 +32,7 @@ _METRICS_PREFIX = "audiosvc-metrics-"
 bind = os.environ.get("BIND") or "0.0.0.0:8000"
 worker_class = "gthread"
 workers = int(_SETTINGS["GUNICORN_WORKERS"] or (multiprocessing.cpu_count() if _CPU_BOUND else 2))
-threads = int(_SETTINGS["GUNICORN_THREADS"] or (32 if _CPU_BOUND else 8))
+threads = int(_SETTINGS["GUNICORN_THREADS"] or (64 if _CPU_BOUND else 8))
 timeout = int(_SETTINGS["GUNICORN_TIMEOUT"])
 # add_record takes a connection only when a thread is free for it, so that an upload never queues
 # inside one busy worker while another has threads to spare (this also means no idle keep-alive

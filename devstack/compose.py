@@ -197,6 +197,14 @@ class ComposeStack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def public_base_url(self) -> str:
+        """The base of the links the stack hands out: the env file's PUBLIC_BASE_URL, or
+        docker-compose.yml's default for it."""
+        assert self.compose.env_file is not None  # noqa: S101 - set by `of`
+        value = read_env_file(self.compose.env_file).get("PUBLIC_BASE_URL")
+        return value or f"http://localhost:{self.port}"
+
     def stop_function(self, name: str) -> None:
         self.compose.run("stop", name)
         time.sleep(RESOLVE_EVERY_S)
@@ -295,12 +303,16 @@ def down(env_file: Path, volumes: bool = False) -> None:
 def test_stack(work: Path) -> Iterator[ComposeStack]:
     """A throwaway stack of the compose file on free ports; removed with its volumes on exit."""
     env_file = work / "compose.env"
+    gateway_port = free_port()
     write_env_file(
         env_file,
         {
             **new_passwords(),
-            "GATEWAY_PORT": str(free_port()),
+            "GATEWAY_PORT": str(gateway_port),
             "POSTGRES_PORT": str(free_port()),
+            # As in production, links carry a configured base, not the request's Host: the
+            # address the tests reach the gateway at (ComposeStack.url).
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{gateway_port}",
             **TEST_SETTINGS,
         },
     )

@@ -12,8 +12,13 @@ from common.config import DEFAULTS
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "nginx" / "nginx.conf.template"
 DERIVED = TEMPLATE.with_name("derived.envsh")
-DERIVED_NAMES = ("UPLOAD_TIMEOUT_S", "UPLOAD_BODY_TIMEOUT_S", "GATEWAY_BODY_BYTES")
-DERIVED_INPUTS = ("FFMPEG_TIMEOUT_S", "CLIENT_TIMEOUT_S", "MAX_UPLOAD_BYTES")
+DERIVED_NAMES = (
+    "UPLOAD_TIMEOUT_S",
+    "UPLOAD_BODY_TIMEOUT_S",
+    "GATEWAY_BODY_BYTES",
+    "REAL_IP_DIRECTIVES",
+)
+DERIVED_INPUTS = ("FFMPEG_TIMEOUT_S", "CLIENT_TIMEOUT_S", "MAX_UPLOAD_BYTES", "TRUSTED_PROXIES")
 _VARIABLE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
 
@@ -27,10 +32,11 @@ def render(values: Mapping[str, str], template: Path = TEMPLATE) -> str:
 
 
 def derived_gateway_values(env: Mapping[str, str]) -> dict[str, str]:
-    """What nginx/derived.envsh computes from the functions' settings in `env` (or the defaults)."""
+    """What nginx/derived.envsh computes from the settings in `env` (or the defaults), one line
+    each (a value may be empty or hold spaces)."""
     inputs = {name: env.get(name) or DEFAULTS[name] for name in DERIVED_INPUTS}
     script = f'. "{DERIVED}" && printf "%s\\n" ' + " ".join(f'"${name}"' for name in DERIVED_NAMES)
     result = subprocess.run(
         ["sh", "-ec", script], env=inputs, capture_output=True, text=True, check=True
     )
-    return dict(zip(DERIVED_NAMES, result.stdout.split(), strict=True))
+    return dict(zip(DERIVED_NAMES, result.stdout.splitlines(), strict=True))

@@ -68,6 +68,11 @@ class Stack:
             {**os.environ, **self.env}.get("MAX_UPLOAD_BYTES") or DEFAULTS["MAX_UPLOAD_BYTES"]
         )
 
+    @property
+    def public_base_url(self) -> str | None:
+        """PUBLIC_BASE_URL as the functions get it (None: links follow the request's Host)."""
+        return {**os.environ, **self.env}.get("PUBLIC_BASE_URL") or None
+
     def start(self, timeout: float = 30.0) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + timeout

@@ -54,6 +54,8 @@ class Gateway(Protocol):
     def port(self) -> int: ...
     @property
     def max_upload_bytes(self) -> int: ...
+    @property
+    def public_base_url(self) -> str | None: ...
     def stop_function(self, name: str) -> None: ...
     def start_function(self, name: str) -> None: ...
     def wait_function(self, name: str, timeout: float = ...) -> None: ...
@@ -77,6 +79,17 @@ def gateway(directory: Path, database_url: str, **env: str) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop()
+
+
+def module_gateway(name: str, **env: str) -> Any:
+    """A module-scoped fixture: a local stack with `env`, its files in a directory named `name`."""
+
+    @pytest.fixture(scope="module")
+    def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+        with gateway(tmp_path_factory.mktemp(name), database_url, **env) as running:
+            yield running
+
+    return stack
 
 
 @contextmanager

@@ -30,7 +30,6 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
 from common.audio.mp3 import Mp3Info, NotMp3, read_info
@@ -45,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 _STDERR_TAIL = 300
 _F_SETPIPE_SZ = 1031
-_PIPE_BYTES = 1 << 20
+PIPE_BYTES = 1 << 20
 _LOG = ["-loglevel", "level+info", "-nostats"]
 """Errors tagged as such, and the info line that is the only sure sign of a signal ffmpeg handles
 (SIGTERM, SIGINT, SIGXCPU): its exit status then says 1 as often as 255."""
@@ -95,10 +94,14 @@ class ConverterBusy(ConverterFault):
 
 class ConversionSlots:
     """At most `size` ffmpeg processes at once among the processes sharing `directory` (the workers
-    of one add_record instance), so that a crowd of uploads costs a bounded amount of memory. An
-    upload past them waits up to `wait_s` for one (a burst of short uploads each gets its turn; the
-    body waits in TCP meanwhile, and the wait holds only a thread), then is refused, so no one
-    hangs.
+    of one add_record instance): CONVERSION_MEMORY_BYTES in CONVERSION_FOOTPRINT_BYTES each.
+
+    The bound is memory, not CPU: a conversion waiting for a slow client holds its memory and no
+    CPU, so the budget admits many more conversions than there are cores (32 with the defaults),
+    and a handful of trickling uploads cannot take every slot. Conversions that do have their
+    bytes share the cores as the kernel schedules them. An upload past the slots waits up to
+    `wait_s` for one (a burst of short uploads each gets its turn; the body waits in TCP
+    meanwhile, and the wait holds only a thread), then is refused, so no one hangs.
 
     A slot is a lock file held with flock: any worker takes any free slot (gunicorn hands
     connections to whichever worker accepts first, not to the least busy), and the kernel frees
@@ -119,7 +122,8 @@ class ConversionSlots:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ConverterBusy(
-                    f"all {self.size} conversions of this server are in progress; try again shortly"
+                    f"all {self.size} conversions this server has memory for are in progress;"
+                    " try again shortly"
                 )
             time.sleep(min(pause, left))
             pause = min(pause * 2, _SLOT_POLL_MAX_S)
@@ -236,7 +240,7 @@ class Encoder:
             with contextlib.suppress(ProcessLookupError):
                 resource.prlimit(self._process.pid, limit, (value, value))
         with contextlib.suppress(OSError):
-            fcntl.fcntl(self._stdin.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
+            fcntl.fcntl(self._stdin.fileno(), _F_SETPIPE_SZ, PIPE_BYTES)
         self._watchdog = threading.Thread(target=self._kill_on_deadline, daemon=True)
         self._watchdog.start()
 
@@ -283,12 +287,7 @@ class Encoder:
             raise ConversionError("the audio could not be decoded: no samples")
         return info
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._ended.set()
         if self._process.poll() is None:
             self._process.kill()

@@ -8,11 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.audio.ffmpeg import ConversionSlots, Encoder, EncoderOptions
+from common.audio.ffmpeg import ConversionSlots, Encoder, EncoderOptions, mp3_sample_rate
 from common.audio.mp3 import Mp3Info
 from common.audio.wav import STREAMING_SIZES, BadWav, Readable, WavFormat, read_header
 
 PIECE = 1 << 20
+MOST_BITS_PER_S_UNDER = ((16000, 64_000), (32000, 160_000))
+"""The highest bitrate the encoder gives under each sample rate: MPEG-2.5 (under 16 kHz) and
+MPEG-2 (under 32 kHz) allow no more, whatever MP3_BITRATE asks."""
 
 
 class TooLong(ValueError):
@@ -33,15 +36,19 @@ def transcode(
     *,
     title: str | None = None,
     slots: ConversionSlots | None = None,
+    admit: Callable[[WavFormat], object] = lambda wav: None,
     progress: Callable[[], object] = lambda: None,
 ) -> Transcoded:
     """Convert the WAV read from `stream` into the MP3 file `target`, never holding it whole.
 
     ffmpeg starts, in one of `slots`, once the header and the first audio have arrived: a client
-    that has not sent them yet holds no converter. `progress` is called after each piece handed
-    to ffmpeg (the upload path stores the MP3's finished chunks meanwhile).
+    that has not sent them yet holds no converter. `admit` is given the header first and may
+    refuse it (the upload path reserves the MP3's least size against the quota). `progress` is
+    called after each piece handed to ffmpeg (the upload path stores the MP3's finished chunks
+    meanwhile).
     """
     wav, piece = read_header(stream)
+    admit(wav)
     total = wav.skipped  # bytes of the stream as sent, header chunks ffmpeg is not given included
     with (
         slots.take() if slots else contextlib.nullcontext(),
@@ -65,6 +72,27 @@ def transcode(
     if mp3.duration_ms > options.max_duration_s * 1000:
         raise _too_long(options)
     return Transcoded(wav=wav, mp3=mp3, wav_data_bytes=data_bytes)
+
+
+def least_mp3_bytes(wav: WavFormat, body_bytes: int | None, options: EncoderOptions) -> int:
+    """The fewest bytes the MP3 of this WAV can take, from its header and the body's length (0
+    when they cannot tell): the audio the header declares, no more than the body holds, no longer
+    than allowed, at the bitrate the encoder can give it, less a tenth."""
+    if wav.declared_data_bytes in STREAMING_SIZES:
+        return 0
+    audio = wav.declared_data_bytes
+    if body_bytes is not None:
+        audio = min(audio, body_bytes - wav.data_offset)
+    seconds = wav.seconds(max(audio, 0))
+    if seconds is None:
+        return 0
+    bits_per_s = int(options.bitrate.removesuffix("k")) * 1000
+    rate = mp3_sample_rate(wav.sample_rate)
+    for under, most in MOST_BITS_PER_S_UNDER:
+        if rate < under:
+            bits_per_s = min(bits_per_s, most)
+            break
+    return int(min(seconds, options.max_duration_s) * bits_per_s / 8 * 0.9)
 
 
 def refuse_too_long(wav: WavFormat, total: int, options: EncoderOptions) -> None:

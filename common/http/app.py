@@ -11,6 +11,7 @@ import falcon
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from common.config import GIB, KIB, MIB
 from common.http.observability import RequestTelemetry, add_operations_routes
 
 FunctionApp: TypeAlias = "falcon.App[falcon.Request, falcon.Response]"
@@ -82,10 +83,28 @@ def max_body(
     return hook
 
 
-def refuse_declared_length_over(req: falcon.Request, limit: int) -> None:
-    """413 when the request declares a body longer than `limit` (nothing is read)."""
+def size_text(size: int) -> str:
+    """A limit as people read it: `1 GiB (1073741824 bytes)`, or the bytes alone when no binary
+    unit divides it."""
+    for unit, name in ((GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")):
+        if size >= unit and size % unit == 0:
+            return f"{size // unit} {name} ({size} bytes)"
+    return f"{size} bytes"
+
+
+def too_large(what: str, limit: int) -> falcon.HTTPContentTooLarge:
+    """The 413 of a body past its limit, saying the limit."""
+    title = "Upload too large" if what == "the WAV" else "Request body too large"
+    return falcon.HTTPContentTooLarge(
+        title=title, description=f"{what} may be at most {size_text(limit)}"
+    )
+
+
+def refuse_declared_length_over(
+    req: falcon.Request, limit: int, what: str = "the body", shown: int | None = None
+) -> None:
+    """413 when the request declares a body longer than `limit` (nothing is read); the answer
+    says `what` may be at most `shown` (the limit, unless the body carries more than `what`)."""
     length = req.content_length
     if length is not None and length > limit:
-        raise falcon.HTTPContentTooLarge(
-            title="Request body too large", description=f"the body may be at most {limit} bytes"
-        )
+        raise too_large(what, limit if shown is None else shown)

@@ -11,12 +11,17 @@ from common.http.params import parse_uuid, single_param
 from common.storage.accounts import Accounts
 
 _BEARER = re.compile(r"^\s*bearer\s+(\S+)\s*$", re.IGNORECASE)
+NO_CREDENTIALS = (
+    "the token is missing: send it as Authorization: Bearer <token>, or as the token field"
+    " (a form) or query parameter"
+)
 
 
 def authenticate(accounts: Accounts, user_id: uuid.UUID, token: str | None) -> None:
     """401 unless `token` (as sent: a token that is not a UUID is simply wrong) is the user's."""
-    parsed = parse_uuid(token) if token else None
-    if not accounts.authenticate(user_id, parsed):
+    if not token:
+        raise unauthorized(NO_CREDENTIALS)
+    if not accounts.authenticate(user_id, parse_uuid(token)):
         raise unauthorized()
 
 

@@ -57,6 +57,8 @@ pending_records = sa.Table(
     metadata,
     sa.Column("id", sa.Uuid, primary_key=True),
     sa.Column("lease_until", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("user_id", sa.Uuid, nullable=True, index=True),
+    sa.Column("reserved_bytes", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 uploads = sa.Table(

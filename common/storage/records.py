@@ -71,13 +71,17 @@ class UnknownCursor(ValueError):
 
 
 class QuotaExceeded(Exception):
-    """Storing the MP3 would take the user's stored bytes past their quota."""
+    """Storing the MP3 would take the user's stored bytes past their quota: `used` bytes stored,
+    `reserved` by the user's other records being made, `size` this one's (at least)."""
 
-    def __init__(self, used: int, size: int, quota: int) -> None:
-        super().__init__(f"{used} bytes stored + {size} bytes > quota of {quota} bytes")
+    def __init__(self, used: int, size: int, quota: int, reserved: int = 0) -> None:
+        super().__init__(
+            f"{used} bytes stored + {reserved} reserved + {size} bytes > quota of {quota} bytes"
+        )
         self.used = used
         self.size = size
         self.quota = quota
+        self.reserved = reserved
 
 
 class LeaseLost(Exception):
@@ -269,6 +273,25 @@ class RecordWriter:
         if self._leased_at is not None and not self._committed:
             self._discard()
 
+    def reserve(self, user_id: uuid.UUID, size: int, quota_bytes: int) -> None:
+        """Count `size` bytes, the least this MP3 will take, against the user's quota while it is
+        made, before its conversion starts: QuotaExceeded when what is stored, what the user's
+        other records being made have reserved (their leases alive) and this do not fit. Takes
+        the pending row's lease; the user's row is locked, as for `commit`."""
+        with self._engine.begin() as conn:
+            _lock_user(conn, user_id)
+            used = _used_bytes(conn, user_id)
+            reserved = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(pending_records.c.reserved_bytes), 0)).where(
+                    pending_records.c.user_id == user_id,
+                    pending_records.c.id != self._record_id,
+                    pending_records.c.lease_until >= self._now(),
+                )
+            ).scalar_one()
+            if used + reserved + size > quota_bytes:
+                raise QuotaExceeded(used, size, quota_bytes, int(reserved))
+            self._hold(conn, user_id=user_id, reserved_bytes=size)
+
     def store_final(self) -> None:
         """Store the chunks of the MP3 (a file ffmpeg is writing) that are complete and final,
         each in a short transaction; renew the lease when it is due even if none is."""
@@ -315,7 +338,7 @@ class RecordWriter:
                 )
                 if released.rowcount != 1:
                     raise LeaseLost
-            conn.execute(sa.select(users.c.id).where(users.c.id == user_id).with_for_update())
+            _lock_user(conn, user_id)
             used = _used_bytes(conn, user_id)
             if used + size > quota_bytes:
                 raise QuotaExceeded(used, size, quota_bytes)
@@ -339,7 +362,7 @@ class RecordWriter:
         self._committed = True
         return self._record_id
 
-    def _hold(self, conn: sa.Connection) -> None:
+    def _hold(self, conn: sa.Connection, **owner: object) -> None:
         """Take the pending row's lease, or renew it; LeaseLost when the sweep took it meanwhile.
 
         The renewal locks the row, so a sweep running at the same moment either waits and then
@@ -348,13 +371,14 @@ class RecordWriter:
         now = self._now()
         if self._leased_at is None:
             conn.execute(
-                pending_records.insert(), {"id": self._record_id, "lease_until": now + self._lease}
+                pending_records.insert(),
+                {"id": self._record_id, "lease_until": now + self._lease, **owner},
             )
         else:
             renewed = conn.execute(
                 pending_records.update()
                 .where(pending_records.c.id == self._record_id)
-                .values(lease_until=now + self._lease)
+                .values(lease_until=now + self._lease, **owner)
             )
             if renewed.rowcount != 1:
                 raise LeaseLost
@@ -379,6 +403,11 @@ class RecordWriter:
 
 def _delete_pending(conn: sa.Connection, rows: sa.Delete) -> list[uuid.UUID]:
     return delete_with_chunks(conn, rows, pending_records.c.id, record_chunks.c.record_id)
+
+
+def _lock_user(conn: sa.Connection, user_id: uuid.UUID) -> None:
+    """Uploads of one user are counted against the quota one after the other."""
+    conn.execute(sa.select(users.c.id).where(users.c.id == user_id).with_for_update())
 
 
 def _used_bytes(conn: sa.Connection, user_id: uuid.UUID) -> int:

@@ -40,7 +40,7 @@ class Records:
             ) as upload:
                 user_id = req.context.user_id = upload.user_id
                 authenticate(side.accounts, user_id, upload.token)
-                draft.convert(upload.wav, user_id, upload.file_name)
+                draft.convert(upload.wav, user_id, upload.file_name, req.content_length)
             record_id = draft.commit()
         url = record_url(base, record_id, user_id)
         resp.status = falcon.HTTP_CREATED
@@ -70,7 +70,13 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FunctionApp:
         records=records,
         uploads=open_uploads(engine, settings),
         drafts=Drafts(records, settings),
-        pace=PaceWatcher(PaceRule(settings.client_timeout_s, settings.min_upload_bytes_per_s)),
+        pace=PaceWatcher(
+            PaceRule(
+                settings.client_timeout_s,
+                settings.min_upload_bytes_per_s,
+                settings.body_start_timeout_s,
+            )
+        ),
     )
     app.add_route("/record", Records(side))
     add_tus_routes(app, side)

@@ -11,8 +11,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from common.audio.ffmpeg import ConversionSlots, EncoderOptions
-from common.audio.transcode import transcode
-from common.audio.wav import Readable
+from common.audio.transcode import least_mp3_bytes, transcode
+from common.audio.wav import Readable, WavFormat
 from common.config import Settings
 from common.http.observability import conversion_timer
 from common.names import file_stem, original_name
@@ -57,13 +57,24 @@ class Draft:
         wav: Readable,
         user_id: uuid.UUID,
         file_name: str | None,
+        body_bytes: int | None,
         progress: Callable[[], object] = lambda: None,
     ) -> None:
-        """Check the user's quota (507 when nothing more fits), then convert `wav`, storing the
-        MP3's finished chunks as ffmpeg writes them; `progress` is called along with that."""
+        """Check the user's quota (507 when nothing more fits), then convert `wav` (a body of
+        `body_bytes`, when known), storing the MP3's finished chunks as ffmpeg writes them;
+        `progress` is called along with that. Before ffmpeg starts, the MP3's least size is
+        reserved against the quota beside the user's other uploads in progress (507 when they
+        do not all fit), so that no conversion is spent on an upload the commit would refuse."""
         drafts = self._drafts
         if (used := drafts.store.used_bytes(user_id)) >= drafts.quota:
             raise QuotaExceededError(used, None, drafts.quota)
+
+        def reserve(header: WavFormat) -> None:
+            least = least_mp3_bytes(header, body_bytes, drafts.encoder)
+            try:
+                self._writer.reserve(user_id, least, drafts.quota)
+            except QuotaExceeded as full:
+                raise QuotaExceededError(full.used, full.size, full.quota, full.reserved) from None
 
         def stored_so_far() -> None:
             self._writer.store_final()
@@ -76,6 +87,7 @@ class Draft:
                 drafts.encoder,
                 title=file_stem(file_name),
                 slots=drafts.slots,
+                admit=reserve,
                 progress=stored_so_far,
             )
         self._user_id = user_id

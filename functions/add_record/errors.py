@@ -50,11 +50,21 @@ def add_conversion_errors(app: FunctionApp) -> None:
 class QuotaExceededError(falcon.HTTPError):
     """507: the user's stored MP3s would pass USER_QUOTA_BYTES; nothing is stored.
 
-    `size` is the new MP3's, or None when the user has no room left before any conversion.
+    `size` is the new MP3's, or None when the user has no room left before any conversion;
+    with `reserved` (what the user's other uploads in progress will take), `size` is the least
+    this upload's MP3 will take, known before its conversion.
     """
 
-    def __init__(self, used: int, size: int | None, quota: int) -> None:
-        this = "nothing more fits" if size is None else f"this MP3 ({size} bytes) does not fit"
+    def __init__(
+        self, used: int, size: int | None, quota: int, reserved: int | None = None
+    ) -> None:
+        if size is None:
+            this = "nothing more fits"
+        elif reserved is None:
+            this = f"this MP3 ({size} bytes) does not fit"
+        else:
+            others = f", their other uploads in progress at least {reserved}" if reserved else ""
+            this = f"this upload will take at least {size} bytes{others}: it does not fit"
         super().__init__(
             falcon.HTTP_507,
             title="Quota exceeded",

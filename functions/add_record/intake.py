@@ -25,12 +25,13 @@ from falcon.util.reader import BufferedReader
 
 from common.audio.wav import Readable
 from common.config import MULTIPART_ENVELOPE_BYTES
-from common.http.app import refuse_declared_length_over
+from common.http.app import refuse_declared_length_over, too_large
 from common.http.auth import bearer_token, request_token, unauthorized
 from common.http.params import required_uuid, single_param, uuid_param
 
 RAW_WAV_TYPES = frozenset({"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"})
 MULTIPART = "multipart/form-data"
+WAV = "the WAV"
 PIECE = 1 << 20
 _FIELDS = ("user", "token")
 
@@ -52,7 +53,7 @@ def open_upload(req: falcon.Request, limit: int, token_owner: TokenOwner) -> Ite
     """The upload's sender and WAV stream; on leaving the block, the rest of the form is checked."""
     kind = (req.content_type or "").split(";")[0].strip().lower()
     if kind in RAW_WAV_TYPES:
-        refuse_declared_length_over(req, limit)
+        refuse_declared_length_over(req, limit, WAV)
         body = req.bounded_stream if req.content_length is not None else req.stream
         yield Upload(
             uuid_param(req, "user"),
@@ -61,7 +62,7 @@ def open_upload(req: falcon.Request, limit: int, token_owner: TokenOwner) -> Ite
             LimitedReader(body, limit),
         )
     elif kind == MULTIPART:
-        refuse_declared_length_over(req, limit + MULTIPART_ENVELOPE_BYTES)
+        refuse_declared_length_over(req, limit + MULTIPART_ENVELOPE_BYTES, WAV, shown=limit)
         form = _Form(req, limit, token_owner)
         with form.upload() as upload:
             yield upload
@@ -85,9 +86,7 @@ class LimitedReader:
         piece = self._stream.read(min(size, self._left + 1))
         self._left -= len(piece)
         if self._left < 0:
-            raise falcon.HTTPContentTooLarge(
-                title="Upload too large", description=f"the WAV may be at most {self._limit} bytes"
-            )
+            raise too_large(WAV, self._limit)
         return piece
 
 
@@ -122,9 +121,7 @@ class _Form:
                 bearer = bearer_token(self._req)
                 if bearer is None:
                     raise falcon.HTTPBadRequest(
-                        title="Credentials after file",
-                        description="the file part came before the user and token fields: send "
-                        "user and token first, or the token as Authorization: Bearer",
+                        title="Credentials after file", description=_missing_before_file(token)
                     )
                 owner = self._token_owner(bearer)
                 yield Upload(owner, bearer, file_name, LimitedReader(part.stream, self._limit))
@@ -166,6 +163,20 @@ def _parts(req: falcon.Request, most: int) -> Iterable[BodyPart]:
     handler = req.options.media_handlers[MULTIPART]
     stream = BufferedReader(req.stream.read, most)
     return cast(Iterable[BodyPart], handler.deserialize(stream, req.content_type, None))
+
+
+def _missing_before_file(token: str | None) -> str:
+    """What the fields before the file part lacked, and both ways to send it."""
+    if token is None:
+        return (
+            "the token is missing: no token field came before the file part, and no "
+            "Authorization: Bearer header; send user and token first, or the token as "
+            "Authorization: Bearer"
+        )
+    return (
+        "the file part came before the user field: send user and token first, or the token as "
+        "Authorization: Bearer"
+    )
 
 
 def _unexpected(name: str | None) -> NoReturn:

@@ -1,5 +1,8 @@
 """Slow senders (contract v1.2): an upload whose body stalls for CLIENT_TIMEOUT_S, or whose average
 rate is under MIN_UPLOAD_BYTES_PER_S once its first 30 s are over, ends with 408 and leaves nothing.
+So does one whose first body bytes (gunicorn's first KiB) have not come BODY_START_TIMEOUT_S after
+its headers: a connection that sends headers and nothing else would otherwise hold a thread for
+free until the rate rule judges it.
 
 The gateway streams upload bodies through as they arrive, so a slow client now holds an add_record
 thread (and, once its audio starts, an ffmpeg). A read blocked in gunicorn's socket cannot be given
@@ -59,11 +62,16 @@ class IncompleteBody(falcon.HTTPBadRequest):
 class PaceRule:
     stall_s: float
     min_bytes_per_s: int
+    start_s: float
 
     def verdict(self, waited: float, waiting: float, received: int) -> str | None:
         """Why a body is too slow, or None while it is not: `waited` is the time its reads have
         waited for the client in all, `waiting` how long the read now in progress has waited,
         `received` the bytes delivered."""
+        if received == 0 and waited + waiting >= self.start_s:
+            return (
+                f"the body's first KiB did not arrive in the {self.start_s:g} s after its headers"
+            )
         if waiting >= self.stall_s:
             return f"the body stalled: under {STEP // 1024} KiB of it arrived in {self.stall_s:g} s"
         elapsed = waited + waiting
@@ -103,8 +111,12 @@ class MeteredBody:
         pieces: list[bytes] = []
         got = 0
         while wanted < 0 or got < wanted:
+            step = STEP if wanted < 0 else min(STEP, wanted - got)
             try:
-                piece = self._step(STEP if wanted < 0 else min(STEP, wanted - got))
+                # The server's read waits for all it was asked: one byte first, so that a body
+                # that has begun is known to have (BODY_START_TIMEOUT_S) once gunicorn has its
+                # first KiB, whatever the body's rate.
+                piece = self._step(1 if self.received == 0 else step)
             except IncompleteBody:
                 if not pieces:
                     raise

@@ -19,6 +19,7 @@ import falcon
 from common.audio.ffmpeg import ConversionError
 from common.audio.transcode import TooLong, refuse_too_long
 from common.audio.wav import BadWav, EmptyWav, NotWav, read_header
+from common.http.app import too_large
 from common.http.auth import bearer_token, token_owner, unauthorized
 from common.http.params import parse_uuid, required_uuid
 from common.http.urls import base_url, record_url, upload_url
@@ -98,10 +99,7 @@ class TusUploads:
                 title="Invalid Upload-Length", description="an empty file is not a WAV"
             )
         if length > side.settings.max_upload_bytes:
-            raise falcon.HTTPContentTooLarge(
-                title="Upload too large",
-                description=f"the WAV may be at most {side.settings.max_upload_bytes} bytes",
-            )
+            raise too_large("the WAV", side.settings.max_upload_bytes)
         pairs = metadata(req.get_header("Upload-Metadata"))
         user_id = req.context.user_id = required_uuid("user", pairs.get("user"))
         if _owner(req, side) != user_id:
@@ -223,7 +221,7 @@ def _finish(side: WriteSide, upload: Upload, patch: Patch, received: Receiver) -
     stored = side.uploads.read(upload.id, 0, patch.offset)
     wav = UploadStream(stored, received, upload.length, whole=True)
     with side.drafts.draft() as draft:
-        draft.convert(wav, upload.user_id, upload.name, progress=patch.keep_alive)
+        draft.convert(wav, upload.user_id, upload.name, upload.length, patch.keep_alive)
         received.drain()
         record_id = draft.commit(also=patch.publish)
     return record_id

@@ -15,6 +15,7 @@ import pytest
 
 from common.audio.ffmpeg import (
     DURATION_MARGIN_S,
+    PIPE_BYTES,
     ConversionError,
     ConversionSlots,
     ConversionTimeout,
@@ -26,8 +27,9 @@ from common.audio.ffmpeg import (
     command,
     mp3_sample_rate,
 )
-from common.audio.transcode import TooLong, Transcoded, transcode
+from common.audio.transcode import PIECE, TooLong, Transcoded, least_mp3_bytes, transcode
 from common.audio.wav import BadWav, read_header
+from common.config import CONVERSION_FOOTPRINT_BYTES, MIB
 from tests.helpers import (
     decoded_seconds,
     float32,
@@ -304,10 +306,37 @@ def test_ffmpeg_runs_with_a_minimal_environment(
     assert b"secret" not in environ
 
 
+def private_bytes(pid: int) -> int:
+    """What a process holds of its own: anonymous pages and page tables (its libraries' pages
+    are the page cache's, shared by every ffmpeg)."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return sum(int(fields[name].split()[0]) * 1024 for name in ("RssAnon", "VmPTE"))
+
+
+@pytest.mark.parametrize("bitrate", ["192k", "320k"])
+def test_a_conversion_holds_no_more_than_its_footprint(tmp_path: Path, bitrate: str) -> None:
+    """CONVERSION_MEMORY_BYTES is spent in CONVERSION_FOOTPRINT_BYTES per conversion: ffmpeg's
+    private memory once it has audio in hand (48 kHz stereo), plus its full input pipe, two
+    pieces of WAV and a chunk of MP3 in the worker, fit in it."""
+    stream = io.BytesIO(pcm16(30.0, rate=48000))
+    wav, first = read_header(stream)
+    options = EncoderOptions(bitrate=bitrate, timeout_s=60)
+    with Encoder(wav, tmp_path / "out.mp3", options) as encoder:
+        encoder.write(first + stream.read(4 * MIB))
+        time.sleep(1.0)  # ffmpeg is encoding what it got, then waits for more, as for a slow client
+        held = private_bytes(encoder.pid)
+        encoder.write(stream.read())
+        encoder.finish()
+    worker = 2 * PIECE + MIB
+    assert held + PIPE_BYTES + worker <= CONVERSION_FOOTPRINT_BYTES, held
+
+
 def test_conversions_past_the_slots_are_refused_after_their_wait(tmp_path: Path) -> None:
     slots = ConversionSlots(tmp_path / "slots", 1, wait_s=0.3)
     started = time.monotonic()
-    with slots.take(), pytest.raises(ConverterBusy, match="all 1 conversions"):
+    with slots.take(), pytest.raises(ConverterBusy, match="all 1 conversions this server has"):
         transcode(io.BytesIO(pcm16(0.1)), tmp_path / "out.mp3", OPTIONS, slots=slots)
     assert time.monotonic() - started >= 0.3
     assert transcode(io.BytesIO(pcm16(0.1)), tmp_path / "out.mp3", OPTIONS, slots=slots)
@@ -338,3 +367,30 @@ def test_time_waiting_for_the_client_is_not_the_converters(tmp_path: Path) -> No
         SlowClient(data), tmp_path / "out.mp3", EncoderOptions(bitrate="64k", timeout_s=1)
     )
     assert result.mp3.duration_ms == pytest.approx(2000, abs=60)
+
+
+@pytest.mark.parametrize(
+    ("rate", "channels", "bitrate"),
+    [
+        (44100, 2, "192k"),
+        (8000, 1, "192k"),
+        (12000, 2, "96k"),
+        (22050, 2, "320k"),
+        (48000, 1, "32k"),
+    ],
+)
+def test_the_least_mp3_size_is_never_more_than_the_mp3(
+    tmp_path: Path, rate: int, channels: int, bitrate: str
+) -> None:
+    """What an upload reserves against the quota before its conversion: never more than the MP3
+    it becomes (else it could be refused though it fits), and most of it."""
+    data = pcm16(3.0, rate=rate, channels=channels)
+    options = EncoderOptions(bitrate=bitrate, timeout_s=60)
+    wav, _ = read_header(io.BytesIO(data))
+    target = tmp_path / "out.mp3"
+    transcode(io.BytesIO(data), target, options)
+    size = target.stat().st_size
+    least = least_mp3_bytes(wav, len(data), options)
+    assert 0.8 * size <= least <= size
+    assert least_mp3_bytes(wav, len(data) // 3, options) <= size / 3
+    assert least_mp3_bytes(wav, None, options) == least

@@ -36,13 +36,11 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="module")
 def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Conversion slots for the crowds below: 16 uploads at once, which gunicorn may hand all to
-    one worker; past its slots, uploads would be refused with 503
-    (tests/end_to_end/test_streaming_uploads.py)."""
+    """Database connections for the crowds below: 16 uploads at once, which gunicorn may hand all
+    to one worker (the default conversion slots, 32, hold them all)."""
     with gateway(
         tmp_path_factory.mktemp("faults"),
         database_url,
-        MAX_CONVERSIONS="16",
         DB_POOL_SIZE="18",
         **UNLIMITED,
     ) as stack:

@@ -80,6 +80,8 @@ def test_a_chunked_multipart_upload_is_stored(stack: Gateway, account: dict[str,
 def test_raw_upload_with_bearer_keeps_the_host_port_the_client_used(
     stack: Gateway, account: dict[str, str], tmp_path: Path
 ) -> None:
+    """The links carry the Host the client sent, as the contract says when PUBLIC_BASE_URL is
+    empty; where it is set (the compose stack, as production) they carry it, whatever the Host."""
     wav = pcm16(2.0, 96000, 1)
     result = requests.post(
         f"{stack.url}/record",
@@ -93,7 +95,9 @@ def test_raw_upload_with_bearer_keeps_the_host_port_the_client_used(
         timeout=60,
     )
     assert result.status_code == 201, result.text
-    assert result.json()["url"].startswith("http://audio.test:8080/record?id=")
+    base = (stack.public_base_url or "http://audio.test:8080").rstrip("/")
+    assert result.json()["url"].startswith(f"{base}/record?id=")
+    assert result.headers["Location"] == result.json()["url"]
     download = requests.get(
         f"{stack.url}/record", params={"id": result.json()["id"], "user": account["id"]}, timeout=30
     )
@@ -220,7 +224,7 @@ def error_requests(
                 "headers": {"Content-Type": "audio/wav"},
             },
             401,
-            "the user or the token is wrong",
+            "the token is missing: send it as Authorization: Bearer",
         ),
         (
             "POST",
@@ -272,7 +276,7 @@ def error_requests(
             "GET",
             {"url": f"{url}/records", "params": {"user": account["id"]}},
             401,
-            "the user or the token is wrong",
+            "the token is missing: send it as Authorization: Bearer",
         ),
         (
             "GET",
@@ -290,7 +294,7 @@ def error_requests(
             "DELETE",
             {"url": f"{url}/record", "params": {"id": str(uuid.uuid4()), "user": account["id"]}},
             401,
-            "the user or the token is wrong",
+            "the token is missing: send it as Authorization: Bearer",
         ),
         (
             "DELETE",

@@ -47,8 +47,9 @@ written, a record published), however slow the machine; one held across the uplo
 second MP3 chunk to its last byte, about 8 of the upload's 12.5 s here: the bound it would pass."""
 
 
-def database_activity(engine: sa.Engine) -> tuple[int, int, int]:
-    """(other backends in a transaction older than LONG_S, pending records, chunk rows)."""
+def database_activity(engine: sa.Engine, user_id: str) -> tuple[int, int, int]:
+    """(other backends in a transaction older than LONG_S, the user's pending records, chunk
+    rows); pending records of other tests' killed workers are the sweep's, not this test's."""
     with engine.connect() as conn:
         long = conn.execute(
             sa.text(
@@ -57,7 +58,10 @@ def database_activity(engine: sa.Engine) -> tuple[int, int, int]:
             ),
             {"s": LONG_S},
         ).scalar_one()
-        pending = conn.execute(sa.text("SELECT count(*) FROM pending_records")).scalar_one()
+        pending = conn.execute(
+            sa.text("SELECT count(*) FROM pending_records WHERE user_id = :user"),
+            {"user": user_id},
+        ).scalar_one()
         chunks = conn.execute(sa.text("SELECT count(*) FROM record_chunks")).scalar_one()
     return int(long), int(pending), int(chunks)
 
@@ -72,16 +76,17 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def test_no_transaction_is_open_while_the_client_sends(stack: Stack, database_url: str) -> None:
     engine = sa.create_engine(database_url)
     try:
-        _, _, chunks_before = database_activity(engine)
+        user = new_user(stack)
+        _, _, chunks_before = database_activity(engine, user["id"])
         samples: list[tuple[int, int, int]] = []
-        sender = RawUpload(stack, new_user(stack), len(WAV))
-        send_slowly(sender, 0.15, lambda: samples.append(database_activity(engine)))
+        sender = RawUpload(stack, user, len(WAV))
+        send_slowly(sender, 0.15, lambda: samples.append(database_activity(engine, user["id"])))
         status, _, body = sender.answer()
         assert status == 201, body
         assert max(long for long, _, _ in samples) == 0, "a transaction spanned the upload"
         staged = max(chunks for _, pending, chunks in samples if pending) - chunks_before
         assert staged >= 2, "no chunk was committed while the upload was arriving"
-        assert database_activity(engine)[1] == 0, "the pending row outlived its upload"
+        assert database_activity(engine, user["id"])[1] == 0, "the pending row outlived its upload"
     finally:
         engine.dispose()
 
@@ -100,7 +105,6 @@ def test_thirty_slow_uploads_through_a_pooler_of_ten_connections(
             directory,
             pooled,
             CHUNK_BYTES=str(CHUNK_BYTES),
-            MAX_CONVERSIONS=str(uploads),
             DB_POOL_SIZE=str(uploads),
             **UNLIMITED,
         ) as stack,

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 import requests
 
 from devstack.stack import Stack
 from devstack.wavgen import RATE, write_wav
-from tests.stacks import gateway, needs_nginx, new_user, upload
+from tests.stacks import module_gateway, needs_nginx, new_user, upload
 
 pytestmark = needs_nginx
 
@@ -27,15 +26,7 @@ STARVED_S = 60.0
 however busy the machine running the suite."""
 
 
-@pytest.fixture(scope="module")
-def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with gateway(
-        tmp_path_factory.mktemp("readers"),
-        database_url,
-        MP3_BITRATE="320k",
-        READ_CONN_LIMIT=str(STALLED + 5),
-    ) as stack:
-        yield stack
+stack = module_gateway("readers", MP3_BITRATE="320k", READ_CONN_LIMIT=str(STALLED + 5))
 
 
 @pytest.fixture(scope="module")

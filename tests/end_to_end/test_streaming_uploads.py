@@ -17,7 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 
+from common.config import CONVERSION_FOOTPRINT_BYTES
 from devstack.stack import Stack
 from devstack.wavgen import write_wav
 from tests.helpers import left_in_spool, pcm16, stored_rows_at
@@ -131,8 +133,9 @@ def test_uploads_in_flight_per_address_are_limited(stack: Stack) -> None:
 
 
 def test_slowloris_crowd_starves_no_one(stack: Stack, long_wav: bytes, database_url: str) -> None:
-    """30 uploads at 1 byte/s, each from its own address, while 10 normal uploads from another:
-    every normal one succeeds, and each slow one ends with 408 in JSON after its first 30 s."""
+    """30 uploads that send their first 2 KiB (past BODY_START_TIMEOUT_S's rule), then 1 byte/s,
+    each from its own address, while 10 normal uploads from another: every normal one succeeds,
+    and each slow one ends with 408 in JSON after its first 30 s."""
     user = new_user(stack)
     before = stored_rows_at(database_url)
     slow = [
@@ -141,9 +144,13 @@ def test_slowloris_crowd_starves_no_one(stack: Stack, long_wav: bytes, database_
     ]
     started = time.monotonic()
 
+    head = 2048
+    for sender in slow:
+        sender.send(long_wav[:head])
+
     def trickle() -> None:
-        sent = 0
-        while not all(sender.answered() for sender in slow) and sent < 60:
+        sent = head
+        while not all(sender.answered() for sender in slow) and sent < head + 60:
             for sender in slow:
                 if not sender.answered():
                     with contextlib.suppress(OSError):
@@ -199,7 +206,11 @@ def test_conversions_past_the_slots_get_503_after_their_wait(
     converts waits SLOT_WAIT_S for it, then is refused with 503 and Retry-After, whichever
     worker takes it; the first completes."""
     with gateway(
-        tmp_path, database_url, MAX_CONVERSIONS="1", SLOT_WAIT_S="1", **UNLIMITED
+        tmp_path,
+        database_url,
+        CONVERSION_MEMORY_BYTES=str(CONVERSION_FOOTPRINT_BYTES),
+        SLOT_WAIT_S="1",
+        **UNLIMITED,
     ) as stack:
         user = new_user(stack)
         first = RawUpload(stack, user, len(long_wav))
@@ -229,3 +240,95 @@ def test_a_burst_of_uploads_waits_for_slots_instead_of_503(
                 )
             )
     assert statuses == [201] * 30
+
+
+def ffmpegs_running(stack: Stack) -> int:
+    return sum(len(children(worker)) for worker in children(stack.processes["add_record"].pid))
+
+
+def test_trickling_uploads_do_not_take_every_conversion(stack: Stack, long_wav: bytes) -> None:
+    """Eight uploads that have started their audio and then trickle, from two addresses (the
+    per-address limit's worth each), hold eight conversions; a slot is memory (16 MiB), so a
+    normal upload still converts at once: 201 (with a slot count of 8, 503 Converter busy)."""
+    user = new_user(stack)
+    trickles = [
+        RawUpload(stack, user, len(long_wav), source=f"127.0.4.{n % 2 + 1}") for n in range(8)
+    ]
+    for sender in trickles:
+        sender.send(long_wav[: 256 * 1024])
+    deadline = time.monotonic() + 30
+    while ffmpegs_running(stack) < len(trickles) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ffmpegs_running(stack) == len(trickles)
+    normal = upload(stack, user, pcm16(1.0), timeout=60)
+    assert normal.status_code == 201, normal.text
+    for sender in trickles:
+        sender.sock.close()
+    assert no_ffmpeg_left(stack)
+
+
+def test_header_only_connections_keep_no_one_waiting(database_url: str, tmp_path: Path) -> None:
+    """64 connections from 16 addresses (UPLOAD_CONN_LIMIT each) send an upload's headers and no
+    body byte. An upload and a DELETE from elsewhere answer long before BODY_START_TIMEOUT_S,
+    the bound a request starved of threads would wait; the silent ones then get 408."""
+    start_timeout = 20.0
+    limits = {name: value for name, value in UNLIMITED.items() if name != "UPLOAD_CONN_LIMIT"}
+    with gateway(
+        tmp_path, database_url, BODY_START_TIMEOUT_S=f"{start_timeout:g}", **limits
+    ) as stack:
+        user = new_user(stack)
+        doomed = upload(stack, user, pcm16(1.0), timeout=60)
+        assert doomed.status_code == 201, doomed.text
+        silent = [
+            RawUpload(stack, user, 1_000_000, source=f"127.0.5.{n // 4 + 1}") for n in range(64)
+        ]
+        started = time.monotonic()
+        time.sleep(1)  # the gateway has passed every one of them on
+        assert upload(stack, user, pcm16(1.0), timeout=60).status_code == 201
+        deleted = requests.delete(
+            doomed.json()["url"],
+            headers={"Authorization": f"Bearer {user['token']}"},
+            timeout=60,
+        )
+        assert deleted.status_code == 204
+        answered_in = time.monotonic() - started
+        assert answered_in < start_timeout / 2, answered_in
+        answers = [sender.answer() for sender in silent]
+        assert time.monotonic() - started >= start_timeout - 1
+    assert {status for status, _, _ in answers} == {408}
+    assert answers[0][2]["description"] == (
+        f"the body's first KiB did not arrive in the {start_timeout:g} s after its headers;"
+        " nothing was stored"
+    )
+
+
+def test_uploads_that_cannot_all_fit_the_quota_are_refused_before_converting(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A quota with room for two 10 s MP3s (about 240 kB each) and three uploads at once: the
+    third is refused with 507 as soon as its header shows it cannot fit beside the two in
+    progress, before ffmpeg starts for it and before its body is sent; the two are stored."""
+    wav = pcm16(10.0)
+    with gateway(tmp_path, database_url, USER_QUOTA_BYTES="600000", **UNLIMITED) as stack:
+        user = new_user(stack)
+        senders: list[RawUpload] = []
+        for count in (1, 2):
+            senders.append(RawUpload(stack, user, len(wav)))
+            senders[-1].send(wav[: 256 * 1024])
+            deadline = time.monotonic() + 30
+            while ffmpegs_running(stack) < count and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert ffmpegs_running(stack) == 2
+        third = RawUpload(stack, user, len(wav))
+        third.send(wav[: 256 * 1024])
+        third.sock.settimeout(30)
+        status, _, body = third.answer()
+        assert status == 507, body
+        assert body["description"] == (
+            "this user has stored 0 of 600000 bytes; this upload will take at least 216000"
+            " bytes, their other uploads in progress at least 432000: it does not fit"
+        )
+        assert ffmpegs_running(stack) == 2
+        for sender in senders:
+            sender.send(wav[256 * 1024 :])
+            assert sender.answer()[0] == 201

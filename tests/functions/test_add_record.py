@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from falcon.testing import TestClient
 from sqlalchemy.engine import Engine
 
+from common.config import CONVERSION_FOOTPRINT_BYTES
+from common.http.auth import NO_CREDENTIALS
 from common.storage.db import record_chunks, records
 from functions.add_record.app import create_app
 from tests.helpers import fmt_chunk, left_in_spool, multipart, nothing_stored, pcm16, riff
@@ -189,7 +191,8 @@ def test_raw_errors_store_nothing_and_leave_no_file(
         assert result.json["description"]
         if status == 401:
             assert result.headers["www-authenticate"] == "Bearer"
-            assert result.json["description"] == "the user or the token is wrong"
+            wrong = NO_CREDENTIALS if case == "no token" else "the user or the token is wrong"
+            assert result.json["description"] == wrong
 
 
 @pytest.mark.parametrize(
@@ -258,7 +261,7 @@ def test_a_chunked_body_over_the_limit_is_413_while_streaming(
         extras={"wsgi.input": body},
     )
     assert result.status_code == 413
-    assert result.json["description"] == f"the WAV may be at most {1 << 20} bytes"
+    assert result.json["description"] == "the WAV may be at most 1 MiB (1048576 bytes)"
     assert body.tell() < 3 << 20
     assert left_in_spool(spool_dir) == []
 
@@ -320,7 +323,7 @@ def test_a_failed_conversion_frees_its_slot(
 ) -> None:
     """With one conversion slot, an upload refused once ffmpeg had started (422), then a good
     one: 201, not 503 Converter busy (the slot was given back)."""
-    one_slot = replace(settings, max_conversions=1)
+    one_slot = replace(settings, conversion_memory_bytes=CONVERSION_FOOTPRINT_BYTES)
     refused = post_raw(
         TestClient(create_app(replace(one_slot, **overrides), engine)),
         {"user": user["id"], "token": user["token"]},

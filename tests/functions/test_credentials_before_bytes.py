@@ -78,6 +78,26 @@ def test_file_before_fields_is_400_without_the_header(
         result, _ = post_file_first(add_record_client, values)
         assert result.status_code == 400, result.text
         assert result.json["title"] == "Credentials after file"
+        assert result.json["description"].startswith("the token is missing: no token field came")
+        assert "Authorization: Bearer" in result.json["description"]
+
+
+def test_a_token_before_the_file_and_the_user_after_is_told_so(
+    add_record_client: TestClient, user: dict[str, str], engine: Engine, spool_dir: Path
+) -> None:
+    with nothing_stored(engine, spool_dir):
+        token_first, content_type = multipart({"token": user["token"]}, [("file", "a.wav", WAV)])
+        boundary = content_type.split("boundary=")[1]
+        user_after = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="user"\r\n\r\n{user["id"]}\r\n'
+        ).encode()
+        end = f"--{boundary}--\r\n".encode()
+        body = token_first.removesuffix(end) + user_after + end
+        result = add_record_client.simulate_post(
+            "/record", body=body, headers={"Content-Type": content_type}
+        )
+        assert result.status_code == 400, result.text
+        assert result.json["description"].startswith("the file part came before the user field")
 
 
 @pytest.mark.parametrize("token", [str(uuid.uuid4()), "not-a-uuid"])

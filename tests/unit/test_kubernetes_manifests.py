@@ -21,8 +21,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from common.config import DEFAULTS, declared
-from devstack.gateway import DERIVED, DERIVED_INPUTS, DERIVED_NAMES, TEMPLATE
+from common.config import DEFAULTS, SET_FOR_PRODUCTION, Settings, declared
+from devstack.gateway import (
+    DERIVED,
+    DERIVED_INPUTS,
+    DERIVED_NAMES,
+    TEMPLATE,
+    derived_gateway_values,
+)
 from devstack.routes import FUNCTIONS
 from devstack.stack import ROOT
 
@@ -43,6 +49,8 @@ PASSWORD_SETTINGS = {"DATABASE_URL": ("app-url", False), "DATABASE_READ_URL": ("
 """Settings that carry a password: from the Secret `database` (its key, whether optional)."""
 FROM_SECRET = {name: key for name, key in PASSWORD_SETTINGS.items() if name in FUNCTION_SETTINGS}
 """Declared function settings that come from the Secret, not the ConfigMap."""
+SET_HERE = {"PUBLIC_BASE_URL", "TRUSTED_PROXIES"}
+"""What the manifests set otherwise than the declared default (SET_FOR_PRODUCTION says why)."""
 
 
 def name_of(function: str) -> str:
@@ -313,7 +321,16 @@ def test_a_function_listens_where_gunicorn_binds_and_its_service_points(
 def test_the_function_config_map_holds_every_declared_setting_with_its_default() -> None:
     config = function_config()
     expected = {name: DEFAULTS[name] for name in FUNCTION_SETTINGS if name not in FROM_SECRET}
-    assert config == expected
+    assert set(config) == set(expected)
+    assert set(SET_FOR_PRODUCTION) >= SET_HERE
+    differ = {name for name in config if config[name] != expected[name]}
+    assert differ == SET_HERE & set(config), differ
+
+
+def test_links_have_the_public_base_url_not_the_request_host() -> None:
+    base = function_config()["PUBLIC_BASE_URL"]
+    assert Settings.from_env({"PUBLIC_BASE_URL": base}).public_base_url == base
+    assert base.startswith("https://")
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -375,11 +392,25 @@ def test_the_gateway_gets_what_its_template_and_derived_values_need() -> None:
     assert set(COMPOSE["services"]["nginx"]["environment"]) <= set(env)
     for name in [*declared("gateway"), *DERIVED_INPUTS]:
         if "value" in env[name]:
-            assert gateway_literal(env, name) == DEFAULTS[name], name
+            differs = gateway_literal(env, name) != DEFAULTS[name]
+            assert differs == (name in SET_HERE), name
         else:
             # The functions' own value, so that the gateway's limits follow theirs.
             assert env[name]["valueFrom"]["configMapKeyRef"] == {"name": "functions", "key": name}
             assert name in function_config()
+
+
+def test_the_gateway_takes_client_addresses_from_the_pod_network_only() -> None:
+    """Behind an Ingress, nginx sees the controller's pod; the client's address is in its
+    X-Forwarded-For, believed from pod addresses only, never from the internet."""
+    trusted = gateway_literal(env_of(GATEWAY), "TRUSTED_PROXIES")
+    networks = [ipaddress.ip_network(each) for each in re.split(r"[\s,]+", trusted.strip())]
+    assert networks
+    assert all(network.is_private for network in networks), networks
+    assert not any(ipaddress.ip_address(CLIENT.ip or "") in network for network in networks)
+    directives = derived_gateway_values({"TRUSTED_PROXIES": trusted})["REAL_IP_DIRECTIVES"]
+    assert directives.count("set_real_ip_from ") == len(networks)
+    assert "real_ip_header X-Forwarded-For;" in directives
 
 
 def test_the_gateway_listens_where_its_service_and_probes_point() -> None:

@@ -19,7 +19,7 @@ from functions.add_record.pace import (
     UploadTooSlow,
 )
 
-RULE = PaceRule(stall_s=60, min_bytes_per_s=64 * 1024)
+RULE = PaceRule(stall_s=60, min_bytes_per_s=64 * 1024, start_s=10)
 
 
 class Clock:
@@ -34,7 +34,8 @@ class Clock:
     ("waited", "waiting", "received"),
     [
         (0, 0, 0),
-        (GRACE_S - 1, 0, 0),  # slow, but its first 30 s are not over
+        (GRACE_S - 1, 0, 1),  # slow, but its first 30 s are not over
+        (0, 9.9, 0),  # no body byte yet, within BODY_START_TIMEOUT_S
         (GRACE_S, 0, 64 * 1024 * 30),  # exactly at the rate
         (100, 0, 64 * 1024 * 100 - STEP),  # short by less than one read: benefit of the doubt
         (10, 59.9, 64 * 1024 * 70),  # a read waiting, not yet for CLIENT_TIMEOUT_S
@@ -44,8 +45,15 @@ def test_fast_enough(waited: float, waiting: float, received: int) -> None:
     assert RULE.verdict(waited, waiting, received) is None
 
 
+def test_no_body_byte_within_the_start_timeout() -> None:
+    """Headers and nothing else: cut after BODY_START_TIMEOUT_S, long before the stall rule."""
+    assert "the body's first KiB did not arrive in the 10 s" in (RULE.verdict(0, 10, 0) or "")
+    assert "first KiB did not arrive" in (RULE.verdict(4, 6, 0) or "")
+    assert RULE.verdict(0, 20, 1) is None  # one byte came: the stall rule judges from here
+
+
 def test_stalled_for_client_timeout() -> None:
-    assert "stalled" in (RULE.verdict(0, 60, 0) or "")
+    assert "stalled" in (RULE.verdict(0, 60, 1) or "")
 
 
 def test_under_the_rate_after_the_grace() -> None:
@@ -55,7 +63,7 @@ def test_under_the_rate_after_the_grace() -> None:
 
 
 def test_zero_rate_means_no_minimum() -> None:
-    assert PaceRule(stall_s=60, min_bytes_per_s=0).verdict(10_000, 0, 1) is None
+    assert PaceRule(stall_s=60, min_bytes_per_s=0, start_s=10).verdict(10_000, 0, 1) is None
 
 
 def test_reads_return_what_was_asked_until_the_end() -> None:
@@ -91,6 +99,22 @@ def test_the_time_spent_elsewhere_is_not_the_clients() -> None:
     assert body.pace() == (0.0, 0.0, STEP)
 
 
+def test_the_first_byte_is_read_alone() -> None:
+    """The server's read waits for all it is asked: asking one byte first tells a body that has
+    begun from one that has not (BODY_START_TIMEOUT_S), whatever its rate."""
+    asked: list[int] = []
+
+    class Recorded(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            asked.append(-1 if size is None else size)
+            return super().read(size)
+
+    body = MeteredBody(Recorded(bytes(3 * STEP)), 3 * STEP, None, Clock())
+    assert len(body.read(2 * STEP)) == 2 * STEP
+    assert asked == [1, STEP, STEP - 1]
+    assert body.pace() == (0.0, 0.0, 2 * STEP)
+
+
 def test_the_time_after_a_read_is_not_the_clients() -> None:
     """The client takes 2 s to deliver a piece; then the server converts and stores for 1000 s.
     Only the 2 s count, and no read is waiting meanwhile (second review's mutation audit: the
@@ -103,9 +127,9 @@ def test_the_time_after_a_read_is_not_the_clients() -> None:
             return super().read(size)
 
     body = MeteredBody(TwoSeconds(bytes(2 * STEP)), None, None, clock)
-    body.read(STEP)
+    body.read(STEP)  # two reads: the first byte, then the rest of the piece
     clock.now += 1000.0
-    assert body.pace() == (2.0, 0.0, STEP)
+    assert body.pace() == (4.0, 0.0, STEP)
     assert RULE.verdict(*(body.pace() or (0.0, 0.0, 0))) is None
 
 
@@ -115,7 +139,7 @@ def test_the_watcher_wakes_a_read_blocked_on_a_silent_client() -> None:
     clock = Clock()
     server, client = socket.socketpair()
     stream = server.makefile("rb")
-    watcher = PaceWatcher(PaceRule(stall_s=5, min_bytes_per_s=0), clock)
+    watcher = PaceWatcher(PaceRule(stall_s=5, min_bytes_per_s=0, start_s=60), clock)
     errors: list[BaseException] = []
     reading = threading.Event()
 
