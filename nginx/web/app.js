@@ -268,7 +268,16 @@ function formatDate(iso) {
   return new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 }
 
+// The page plays and downloads from its own origin (the gateway it was served by, whatever
+// PUBLIC_BASE_URL says: its Content-Security-Policy allows no other); "Copy link" gives the
+// public URL.
+function onThisOrigin(url) {
+  const parsed = new URL(url, location.href);
+  return parsed.pathname + parsed.search;
+}
+
 function recordItem(record) {
+  const here = onThisOrigin(record.url);
   const item = $("record-template").content.firstElementChild.cloneNode(true);
   const name = record.name || "untitled";
   const part = (selector) => item.querySelector(selector);
@@ -278,9 +287,9 @@ function recordItem(record) {
   part(".record-size").textContent = formatSize(record.size);
   part(".record-created").dateTime = record.created_at;
   part(".record-created").textContent = formatDate(record.created_at);
-  part("audio").src = record.url;
+  part("audio").src = here;
   part("audio").setAttribute("aria-label", `Play ${name}`);
-  part(".record-download").href = record.url;
+  part(".record-download").href = here;
   part(".record-download").setAttribute("aria-label", `Download ${name}`);
   part(".record-copy").setAttribute("aria-label", `Copy link to ${name}`);
   part(".record-copy").addEventListener("click", () => copyLink(record.url));

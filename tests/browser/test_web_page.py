@@ -20,7 +20,15 @@ import pytest
 import requests
 
 from tests.helpers import pcm16
-from tests.stacks import CuttableProxy, Gateway, gateway_under_test, needs_nginx, records_of
+from tests.stacks import (
+    COMPOSE_STACK,
+    CuttableProxy,
+    Gateway,
+    gateway_under_test,
+    module_gateway,
+    needs_nginx,
+    records_of,
+)
 
 try:
     from playwright.sync_api import (
@@ -149,6 +157,7 @@ def audio_duration(audio: Locator) -> float:
                 if (audio.readyState >= HTMLMediaElement.HAVE_METADATA) resolve(audio.duration);
                 audio.addEventListener("loadedmetadata", () => resolve(audio.duration));
                 audio.addEventListener("error", () => reject(new Error("audio error")));
+                setTimeout(() => reject(new Error(`no metadata from ${audio.src}`)), 60000);
             })"""
         )
     )
@@ -277,16 +286,46 @@ def test_download_and_copy_link(page: Page, stack: Gateway, tmp_path: Path) -> N
 
     record.get_by_role("button", name="Copy link").click()
     expect(page.get_by_role("status")).to_have_text("Link copied to the clipboard.")
-    url = record.locator("audio").get_attribute("src")
-    assert page.evaluate("navigator.clipboard.readText()") == url
+    path = record.locator("audio").get_attribute("src")
+    assert path is not None
+    assert path.startswith("/record?id=")  # played from the page's own origin
+    public = stack.public_base_url or stack.url
+    assert page.evaluate("navigator.clipboard.readText()") == f"{public}{path}"
+
+
+PUBLIC_BASE_URL = "https://audio.example.com"
+public_stack = module_gateway("public", PUBLIC_BASE_URL=PUBLIC_BASE_URL)
+"""A gateway whose record URLs name the public host, not the address the page came from."""
+
+
+@pytest.mark.skipif(
+    COMPOSE_STACK is not None,
+    reason="the compose stack has its own PUBLIC_BASE_URL; the cut-network tests reach it through"
+    " another address",
+)
+def test_the_page_plays_from_its_own_origin_whatever_the_public_url(
+    page: Page, public_stack: Gateway, tmp_path: Path
+) -> None:
+    """Record URLs name PUBLIC_BASE_URL (another host than the one serving the page, which its
+    Content-Security-Policy keeps media to): the page plays and downloads from its own origin,
+    and "Copy link" gives the public URL."""
+    sign_up(page, public_stack)
+    record = upload(page, tmp_path, "public.wav", 1.0)
+    plays_for(record, 1.0)
+    path = record.locator("audio").get_attribute("src")
+    assert path is not None
+    record.get_by_role("button", name="Copy link").click()
+    expect(page.get_by_role("status")).to_have_text("Link copied to the clipboard.")
+    assert page.evaluate("navigator.clipboard.readText()") == f"{PUBLIC_BASE_URL}{path}"
 
 
 def test_delete_removes_the_record(page: Page, stack: Gateway, tmp_path: Path) -> None:
     sign_up(page, stack)
     upload(page, tmp_path, "keep me.wav", 1.0)
     record = upload(page, tmp_path, "drop me.wav", 1.0)
-    url = record.locator("audio").get_attribute("src")
-    assert url is not None
+    path = record.locator("audio").get_attribute("src")
+    assert path is not None
+    url = f"{stack.url}{path}"
     assert requests.get(url, timeout=10).status_code == 200
     both = page.locator("#usage").inner_text()
     assert re.fullmatch(r"\d+ KB of \d+\.\d GB used", both), both
