@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
+LISTEN_ADDRESS ?= 127.0.0.1
 TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 export TEST_DATABASE_URL
 
@@ -18,8 +19,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[test]'
 	touch $@
 
-run: venv  ## migrate, then serve the gateway and the three functions on :$(PORT)
-	$(BIN)/python -m devstack --port $(PORT)
+run: venv  ## migrate, then serve the gateway and the three functions on $(LISTEN_ADDRESS):$(PORT)
+	$(BIN)/python -m devstack --port $(PORT) --host $(LISTEN_ADDRESS)
 
 migrate: venv  ## apply the migrations to DATABASE_URL (default: the embedded SQLite file)
 	$(BIN)/python -m common.storage.db

@@ -34,6 +34,7 @@ REPLACED = {"MAX_CONVERSIONS": "CONVERSION_MEMORY_BYTES"}
 """Settings of earlier releases that are gone, and what took their place: set, they stop start-up
 rather than be silently ignored."""
 
+PSYCOPG2 = ": to SQLAlchemy that means psycopg2, which the service does not install"
 _BITRATE = re.compile(r"^(32|40|48|56|64|80|96|112|128|160|192|224|256|320)k$")
 
 T = TypeVar("T")
@@ -219,6 +220,12 @@ class Settings:
             raise ConfigError("UPLOAD_EXPIRY_S must be positive")
         if self.max_open_uploads < 1:
             raise ConfigError("MAX_OPEN_UPLOADS must be at least 1")
+        scheme = urlsplit(self.database_url).scheme
+        if scheme not in ("postgresql+psycopg", "sqlite"):
+            raise ConfigError(
+                f"DATABASE_URL must start postgresql+psycopg:// (the psycopg 3 driver) or sqlite://,"
+                f" not {scheme}://" + (PSYCOPG2 if scheme in ("postgresql", "postgres") else "")
+            )
         read_url = self.database_read_url
         if read_url is not None and urlsplit(read_url).scheme != "postgresql+psycopg":
             raise ConfigError(

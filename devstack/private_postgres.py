@@ -1,14 +1,15 @@
 """PostgreSQL servers of a test's own, which it may stop and start: a primary, and streaming
 replicas of it (`pg_basebackup -R`), on free loopback ports.
 
-They run Debian's server binaries (/usr/lib/postgresql/<version>/bin) as the `postgres` user
-(runuser: the caller is root), trust every local and loopback connection, and never touch the
-machine's own PostgreSQL service.
+They run Debian's server binaries (/usr/lib/postgresql/<version>/bin), as the `postgres` user when
+the caller is root (runuser: PostgreSQL refuses to run as root) and as the caller otherwise, trust
+every local and loopback connection, and never touch the machine's own PostgreSQL service.
 """
 
 from __future__ import annotations
 
 import glob
+import os
 import shutil
 import subprocess
 import time
@@ -25,9 +26,15 @@ REPLICATION_HBA = "host replication all 127.0.0.1/32 trust"
 
 
 def postgres_bin() -> Path | None:
-    """The newest PostgreSQL server binaries installed, or None (or None without runuser)."""
+    """The newest PostgreSQL server binaries installed, or None (or None for root without
+    runuser)."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    return Path(found[-1]).parent if found and shutil.which("runuser") else None
+    usable = found and (not _as_root() or shutil.which("runuser"))
+    return Path(found[-1]).parent if usable else None
+
+
+def _as_root() -> bool:
+    return os.geteuid() == 0
 
 
 class PrivatePostgres:
@@ -44,7 +51,8 @@ class PrivatePostgres:
         self.data = directory / "data"
         self.log = directory / "log"
         self.directory.mkdir()
-        shutil.chown(self.directory, RUN_AS, RUN_AS)
+        if _as_root():
+            shutil.chown(self.directory, RUN_AS, RUN_AS)
         if primary is None:
             self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
             hba = self.data / "pg_hba.conf"
@@ -70,7 +78,8 @@ class PrivatePostgres:
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def _command(self, tool: str, *args: str) -> list[str]:
-        return ["runuser", "-u", RUN_AS, "--", str(self.binaries / tool), *args]
+        command = [str(self.binaries / tool), *args]
+        return ["runuser", "-u", RUN_AS, "--", *command] if _as_root() else command
 
     def _run(self, tool: str, *args: str) -> None:
         subprocess.run(self._command(tool, *args), check=True, capture_output=True)

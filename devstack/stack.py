@@ -25,6 +25,7 @@ from devstack.gateway import derived_gateway_values, render
 from devstack.routes import FUNCTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
+EVERY_INTERFACE = frozenset({"0.0.0.0", "::"})  # noqa: S104 - names them, binds nothing
 
 
 def free_port() -> int:
@@ -33,12 +34,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], deadline: float) -> None:
+def wait_for_port(
+    port: int, process: subprocess.Popen[bytes], deadline: float, host: str = "127.0.0.1"
+) -> None:
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with status {process.returncode}")
+            name = Path(str(process.args[0] if isinstance(process.args, list) else process.args))
+            raise RuntimeError(f"{name.name} exited with status {process.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
@@ -52,6 +56,8 @@ class Stack:
     run_dir: Path
     env: Mapping[str, str]
     port: int = 8080
+    host: str = "127.0.0.1"
+    """Where the gateway listens: loopback unless asked (`make run HOST=0.0.0.0`)."""
     use_nginx: bool = field(default_factory=lambda: shutil.which("nginx") is not None)
     function_ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -84,15 +90,23 @@ class Stack:
             else:
                 self._start_dispatcher()
             for name, process in self.processes.items():
-                port = self.port if name in ("nginx", "dispatcher") else self.function_ports[name]
-                wait_for_port(port, process, deadline)
+                gateway = name in ("nginx", "dispatcher")
+                port = self.port if gateway else self.function_ports[name]
+                wait_for_port(port, process, deadline, self._reachable if gateway else "127.0.0.1")
         except BaseException:
             self.stop()
             raise
 
+    @property
+    def _reachable(self) -> str:
+        """Where this machine reaches the gateway."""
+        return "127.0.0.1" if self.host in EVERY_INTERFACE else self.host
+
     def wait_gateway(self, timeout: float = 10.0) -> None:
         """Return once the gateway started alone (start_nginx) accepts connections."""
-        wait_for_port(self.port, self.processes["nginx"], time.monotonic() + timeout)
+        wait_for_port(
+            self.port, self.processes["nginx"], time.monotonic() + timeout, self._reachable
+        )
 
     def start_function(self, name: str) -> None:
         """(Re)start one function on its port (the same port when it ran before)."""
@@ -116,7 +130,7 @@ class Stack:
         env = {**os.environ, **self.env}
         config = render(
             {
-                "NGINX_PORT": str(self.port),
+                "NGINX_PORT": f"{self.host}:{self.port}",
                 "NGINX_RUN_DIR": str(nginx_dir),
                 "NGINX_RESOLVER": "127.0.0.1",
                 "STATIC_ROOT": str(ROOT / "nginx" / "web"),
@@ -157,7 +171,7 @@ class Stack:
                 "python:deploy.gunicorn_conf",
                 "devstack.dispatcher:get_app()",
             ],
-            {"BIND": f"127.0.0.1:{self.port}"},
+            {"BIND": f"{self.host}:{self.port}"},
         )
 
     def _spawn(self, name: str, args: list[str], extra_env: Mapping[str, str]) -> None:

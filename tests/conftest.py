@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -13,11 +14,37 @@ from sqlalchemy.engine import Engine
 
 from common.config import Settings
 from common.storage.db import create_engine, migrate
-from devstack.databases import DEFAULT_SERVER_URL, throwaway_database
+from devstack.databases import DEFAULT_SERVER_URL, server_for_tests, throwaway_database
 from devstack.pgbouncer import pgbouncer
 from functions.add_record.app import create_app as add_record_app
 from functions.create_user.app import create_app as create_user_app
 from functions.get_record.app import create_app as get_record_app
+
+SERVER = pytest.StashKey[contextlib.ExitStack]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The suite's PostgreSQL server: TEST_DATABASE_URL's when one answers there, else a throwaway
+    cluster of this machine's binaries (said in one line), else one line and no test run."""
+    config = session.config
+    resources = contextlib.ExitStack()
+    config.stash[SERVER] = resources
+    try:
+        url, said = resources.enter_context(
+            server_for_tests(
+                os.environ.get("TEST_DATABASE_URL", DEFAULT_SERVER_URL), "TEST_DATABASE_URL"
+            )
+        )
+    except SystemExit as stop:
+        pytest.exit(str(stop), returncode=2)
+    os.environ["TEST_DATABASE_URL"] = url
+    if said:
+        config.get_terminal_writer().line(said, yellow=True)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if SERVER in session.config.stash:
+        session.config.stash[SERVER].close()
 
 
 @pytest.fixture(scope="session")
