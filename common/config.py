@@ -84,7 +84,7 @@ DECLARED: tuple[Declared, ...] = (
     Declared("UPLOAD_RATE_LIMIT", "5r/s", "gateway"),
     Declared("UPLOAD_RATE_BURST", "20", "gateway"),
     Declared("READ_CONN_LIMIT", "32", "gateway"),
-    Declared("UPLOAD_CONN_LIMIT", "4", "gateway"),
+    Declared("UPLOAD_CONN_LIMIT", "8", "gateway"),
     Declared("TRUSTED_PROXIES", "", "gateway"),
     Declared("POSTGRES_PASSWORD", "", "compose"),
     Declared("POSTGRES_APP_PASSWORD", "", "compose"),

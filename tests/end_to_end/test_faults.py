@@ -56,6 +56,10 @@ def test_rate_limits_answer_429_in_json(database_url: str, tmp_path: Path) -> No
         limited = [answer for answer in answers if answer.status_code == 429]
         assert len(limited) >= 4
         assert limited[0].json()["title"] == "Too Many Requests"
+        assert limited[0].json()["description"] == (
+            "more sign-ups from this address than 1r/s, burst 2 (USER_RATE_LIMIT);"
+            " retry in a moment"
+        )
         assert limited[0].headers["Retry-After"] == "1"
         assert {answer.status_code for answer in answers} <= {201, 429}
         assert requests.get(f"{stack.url}/records", timeout=10).status_code == 400

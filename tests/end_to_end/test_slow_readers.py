@@ -7,6 +7,7 @@ one address may hold only READ_CONN_LIMIT reads open at a time (429 past it).
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 
@@ -53,8 +54,8 @@ def stalled_download(stack: Stack, url: str, source: str = "127.0.0.1") -> socke
     return conn
 
 
-def get_from(stack: Stack, source: str, path: str, **headers: str) -> tuple[int, float]:
-    """GET through a connection from `source`; status and seconds to the whole answer."""
+def get_from(stack: Stack, source: str, path: str, **headers: str) -> tuple[int, float, bytes]:
+    """GET through a connection from `source`; status, seconds to the whole answer, body."""
     started = time.monotonic()
     address = ("127.0.0.1", stack.port)
     with socket.create_connection(address, timeout=10, source_address=(source, 0)) as conn:
@@ -65,7 +66,7 @@ def get_from(stack: Stack, source: str, path: str, **headers: str) -> tuple[int,
         answer = b""
         while piece := conn.recv(1 << 20):
             answer += piece
-    return int(answer.split(b" ", 2)[1]), time.monotonic() - started
+    return int(answer.split(b" ", 2)[1]), time.monotonic() - started, answer.split(b"\r\n\r\n")[1]
 
 
 def test_stalled_downloads_leave_listing_and_downloads_to_others_at_once(
@@ -76,10 +77,10 @@ def test_stalled_downloads_leave_listing_and_downloads_to_others_at_once(
     try:
         time.sleep(2)
         listing = f"/records?user={user['id']}&token={user['token']}"
-        status, seconds = get_from(stack, "127.0.0.2", listing)
+        status, seconds, _ = get_from(stack, "127.0.0.2", listing)
         assert (status, seconds < STARVED_S / 2) == (200, True), (status, seconds)
         path = url.split(f":{stack.port}", 1)[1]
-        status, seconds = get_from(stack, "127.0.0.2", path, Range="bytes=0-999")
+        status, seconds, _ = get_from(stack, "127.0.0.2", path, Range="bytes=0-999")
         assert (status, seconds < STARVED_S / 2) == (206, True), (status, seconds)
     finally:
         for conn in stalled:
@@ -94,7 +95,12 @@ def test_one_address_holds_at_most_its_share_of_reads(
     try:
         time.sleep(1)
         path = url.split(f":{stack.port}", 1)[1]
-        assert get_from(stack, "127.0.0.3", path)[0] == 429
+        status, _, body = get_from(stack, "127.0.0.3", path)
+        assert status == 429
+        assert json.loads(body)["description"] == (
+            f"this address already has {STALLED + 5} downloads and listings open (READ_CONN_LIMIT,"
+            " per gateway); retry once one has finished"
+        )
         listing = f"/records?user={user['id']}&token={user['token']}"
         assert get_from(stack, "127.0.0.3", listing)[0] == 429  # listings count as reads too
         refused = requests.get(url, timeout=10)  # from 127.0.0.1: another address, served

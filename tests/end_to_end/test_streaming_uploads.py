@@ -111,11 +111,11 @@ def test_an_answer_before_the_body_ends_reaches_the_client(stack: Stack) -> None
 
 
 def test_uploads_in_flight_per_address_are_limited(stack: Stack) -> None:
-    """UPLOAD_CONN_LIMIT (4) uploads from one address at once; the next gets 429 in JSON at once,
-    and another address is not affected."""
+    """UPLOAD_CONN_LIMIT (8) uploads from one address at once; the next gets 429 in JSON at once,
+    saying which limit it hit, and another address is not affected."""
     user = new_user(stack)
     wav = pcm16(1.0)
-    held = [RawUpload(stack, user, len(wav), source="127.0.3.1") for _ in range(4)]
+    held = [RawUpload(stack, user, len(wav), source="127.0.3.1") for _ in range(8)]
     for sender in held:
         sender.send(wav[:100])
     time.sleep(0.5)
@@ -124,6 +124,10 @@ def test_uploads_in_flight_per_address_are_limited(stack: Stack) -> None:
     assert status == 429
     assert headers["Content-Type"] == "application/json"
     assert body["title"] == "Too Many Requests"
+    assert body["description"] == (
+        "this address already has 8 uploads in flight (UPLOAD_CONN_LIMIT, per gateway);"
+        " retry once one has finished"
+    )
     other = RawUpload(stack, user, len(wav), source="127.0.3.2")
     other.send(wav)
     assert other.answer()[0] == 201
@@ -268,9 +272,10 @@ def test_trickling_uploads_do_not_take_every_conversion(stack: Stack, long_wav: 
 
 
 def test_header_only_connections_keep_no_one_waiting(database_url: str, tmp_path: Path) -> None:
-    """64 connections from 16 addresses (UPLOAD_CONN_LIMIT each) send an upload's headers and no
-    body byte. An upload and a DELETE from elsewhere answer long before BODY_START_TIMEOUT_S,
-    the bound a request starved of threads would wait; the silent ones then get 408."""
+    """64 connections from 16 addresses (4 each, within UPLOAD_CONN_LIMIT) send an upload's
+    headers and no body byte. An upload and a DELETE from elsewhere answer long before
+    BODY_START_TIMEOUT_S, the bound a request starved of threads would wait; the silent ones
+    then get 408."""
     start_timeout = 20.0
     limits = {name: value for name, value in UNLIMITED.items() if name != "UPLOAD_CONN_LIMIT"}
     with gateway(
