@@ -188,6 +188,7 @@ CASES: tuple[Case, ...] = (
     Case("GSM 6.10, hdr 1 kHz", relabelled(8000, 1000, "-c:a", "libgsm_ms", byte_rate=203)),
     Case("DFPWM 1-bit 1 kHz", encoded(1000, "-c:a", "dfpwm")),
     Case("G.723.1 6.3k 8 kHz", encoded(8000, "-c:a", "g723_1", "-b:a", "6300")),
+    Case("G.722 16 kHz", encoded(16000, "-c:a", "g722")),
     Case("MP3 8k 8 kHz", encoded(8000, "-c:a", "libmp3lame", "-b:a", "8k")),
     Case(
         "MP3 8k 8 kHz, hdr 48k st",

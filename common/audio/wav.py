@@ -25,11 +25,25 @@ ACCEPTED_CODECS = {
     0x0007: "mu-law",
     0x0002: "MS ADPCM",
     0x0011: "IMA ADPCM",
+    0x0031: "GSM 6.10 (8 kHz mono)",
+    0x0042: "G.723.1 (8 kHz mono)",
+    0x0045: "G.726 (8 kHz mono)",
+    0x028F: "G.722 (16 kHz mono)",
 }
 """Codecs whose sample rate and channels are the header's, so the 1 kHz floor and the bitrate cap
 bound what a byte can become (at most about 32 bytes of MP3 per uploaded byte). Codecs that carry
 their own rate inside the audio (FLAC, AAC, MP3 in WAV) turned 1,088 bytes into a 4-hour, 346 MB
 MP3 (bench/amplification.py), and are not WAV recordings a person makes: refused (422)."""
+FIXED_RATE_CODECS = {
+    0x0031: (8000, 1),
+    0x0042: (8000, 1),
+    0x0045: (8000, 1),
+    0x028F: (16000, 1),
+}
+"""Telephony codecs (voicemail, call recordings) defined at one rate and one channel: the header
+must say exactly that, so a header cannot stretch their few bits per sample over a lower rate
+(GSM 6.10 at a declared 1 kHz would make 8 times the audio); at their own rate none makes more than
+about 10 bytes of MP3 per uploaded byte (`make amplification`)."""
 MIN_SAMPLE_RATE = 1000
 """Below this no real recording is made; above it, a few bytes cannot claim hours of audio."""
 STREAMING_SIZES = (0, 0xFFFFFFFF)
@@ -197,6 +211,13 @@ def _format(container: str, fmt: bytes, data_offset: int, declared: int, skipped
         raise BadWav(
             f"the WAV's codec (format tag 0x{format_tag:04X}) is not accepted: send "
             + ", ".join(ACCEPTED_CODECS.values())
+        )
+    if format_tag in FIXED_RATE_CODECS and (sample_rate, channels) != (
+        fixed := FIXED_RATE_CODECS[format_tag]
+    ):
+        raise BadWav(
+            f"{ACCEPTED_CODECS[format_tag].split(' (')[0]} audio is {fixed[0]} Hz with"
+            f" {fixed[1]} channel; this WAV's header says {sample_rate} Hz with {channels}"
         )
     if channels == 0:
         raise BadWav("the WAV declares zero channels")

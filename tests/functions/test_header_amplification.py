@@ -7,15 +7,19 @@ Each case failed before: a second `fmt ` chunk and a 1 Hz rate were stored (201)
 
 from __future__ import annotations
 
+import struct
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from falcon.testing import TestClient
 from sqlalchemy.engine import Engine
 
 from common.config import Settings
+from common.storage.db import records
 from functions.add_record.app import create_app
 from tests.helpers import ima_adpcm, lavfi, nothing_stored, pcm8, two_fmt_chunks
 
@@ -70,3 +74,55 @@ def test_a_byte_rate_claiming_microseconds_does_not_pass_the_limit(
         result = post_wav(strict, user, ima_adpcm(10), "adpcm.wav")
         assert result.status_code == 422, result.text
         assert result.json["title"] == "Audio too long"
+
+
+TELEPHONY = [
+    ("gsm-6.10", 8000, ("-c:a", "libgsm_ms")),
+    ("g.726-2bit", 8000, ("-c:a", "g726", "-code_size", "2")),
+    ("g.723.1", 8000, ("-c:a", "g723_1", "-b:a", "6300")),
+    ("g.722", 16000, ("-c:a", "g722")),
+]
+"""Voicemail and call-recording codecs, each at the one rate and channel it is defined for."""
+
+
+def telephony_wav(rate: int, codec: tuple[str, ...]) -> bytes:
+    return lavfi(
+        f"sine=frequency=440:sample_rate={rate}:duration=2", "-ac", "1", *codec, "-f", "wav"
+    )
+
+
+@pytest.mark.parametrize(("case", "rate", "codec"), TELEPHONY, ids=[c[0] for c in TELEPHONY])
+def test_telephony_codecs_are_converted(
+    add_record_client: TestClient,
+    user: dict[str, str],
+    engine: Engine,
+    case: str,
+    rate: int,
+    codec: tuple[str, ...],
+) -> None:
+    """GSM 6.10 and its kin (refused as unknown codecs before): 201, the audio's own length."""
+    result = post_wav(add_record_client, user, telephony_wav(rate, codec), f"{case}.wav")
+    assert result.status_code == 201, result.text
+    with engine.connect() as conn:
+        stored = conn.execute(
+            sa.select(records.c.duration_ms, records.c.sample_rate, records.c.channels).where(
+                records.c.id == uuid.UUID(result.json["id"])
+            )
+        ).one()
+    assert abs(stored.duration_ms - 2000) <= 60, stored
+    assert (stored.sample_rate, stored.channels) == (rate, 1)
+
+
+def test_a_fixed_rate_codec_whose_header_says_another_rate_is_422(
+    add_record_client: TestClient, user: dict[str, str], engine: Engine, spool_dir: Path
+) -> None:
+    """GSM 6.10 declared at 1 kHz would make 8 times the audio its bytes hold."""
+    body = bytearray(telephony_wav(8000, ("-c:a", "libgsm_ms")))
+    fmt = body.index(b"fmt ") + 8
+    struct.pack_into("<I", body, fmt + 4, 1000)
+    with nothing_stored(engine, spool_dir):
+        result = post_wav(add_record_client, user, bytes(body), "stretched.wav")
+        assert result.status_code == 422, result.text
+        assert result.json["description"].startswith(
+            "GSM 6.10 audio is 8000 Hz with 1 channel; this WAV's header says 1000 Hz with 1"
+        )
