@@ -9,7 +9,15 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.audio.wav import ACCEPTED_CODECS, MIN_SAMPLE_RATE, BadWav, EmptyWav, NotWav, read_header
+from common.audio.wav import (
+    ACCEPTED_CODECS,
+    FIXED_RATE_CODECS,
+    MIN_SAMPLE_RATE,
+    BadWav,
+    EmptyWav,
+    NotWav,
+    read_header,
+)
 from functions.get_record.ranges import Unsatisfiable, byte_range
 from tests.helpers import Trickle
 
@@ -57,6 +65,7 @@ def test_well_formed_headers_are_read_exactly(
     audio: bytes,
     step: int,
 ) -> None:
+    rate, channels = FIXED_RATE_CODECS.get(format_tag, (rate, channels))
     block = max(channels * bits // 8, 1)
     fmt = struct.pack("<HHIIHH", format_tag, channels, rate, rate * block, block, bits)
     body = b"WAVE"
