@@ -362,14 +362,24 @@ def main() -> None:
     if pytest_args and args.command != "test":
         parser.error(f"unrecognized arguments: {' '.join(pytest_args)}")
     env_file = ROOT / ".env"
-    if args.command == "up":
-        up(env_file)
-    elif args.command == "down":
-        down(env_file)
-    elif args.command == "purge":
-        down(env_file, volumes=True)
-    else:
-        raise SystemExit(run_tests(pytest_args))
+    try:
+        if args.command == "up":
+            up(env_file)
+        elif args.command == "down":
+            down(env_file)
+        elif args.command == "purge":
+            down(env_file, volumes=True)
+        else:
+            raise SystemExit(run_tests(pytest_args))
+    except subprocess.CalledProcessError as failed:
+        # The helper scripts say why in their own last line, just above.
+        step = Path(str(failed.cmd[0])).relative_to(ROOT)
+        raise SystemExit(
+            f"make compose-{args.command} stopped: {step} failed (status {failed.returncode});"
+            " its last line above says why"
+        ) from None
+    except ComposeError as error:
+        raise SystemExit(f"make compose-{args.command} stopped: {error}") from None
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -155,3 +156,30 @@ def test_make_test_with_no_server_listening_starts_a_throwaway_one() -> None:
         result.stdout
     )
     assert "2 passed" in result.stdout
+
+
+def test_make_compose_up_without_docker_is_one_line_after_the_hint(tmp_path: Path) -> None:
+    """On a machine with no Docker at all, `make compose-up` ends with the helper's hint and one
+    line of its own, not a traceback."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("sh", "dirname", "mkdir"):
+        found = shutil.which(tool)
+        assert found is not None
+        (tools / tool).symlink_to(found)
+    result = subprocess.run(
+        [sys.executable, "-m", "devstack.compose", "up"],
+        cwd=ROOT,
+        env={**os.environ, "PATH": str(tools), "ENGINE_STATE": str(tmp_path / "engine")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-2:] == [
+        "dockerd not found: apt-get install --no-install-recommends docker.io",
+        "make compose-up stopped: docker/engine/ensure failed (status 1); its last line above"
+        " says why",
+    ]
