@@ -45,7 +45,7 @@ else:
     HAVE_PLAYWRIGHT = True
 
 CHROMIUM = Path("/usr/bin/chromium")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
 CHROMIUM_ARGS = [
     "--no-sandbox",

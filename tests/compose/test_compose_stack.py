@@ -383,27 +383,29 @@ def test_data_survives_down_and_up(stack: ComposeStack) -> None:
     assert digests(list(before)) == before
 
 
-def readme_block(heading: str) -> str:
-    """The first sh block under a README heading, as a person would copy it."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split(f"### {heading}\n", 1)[1]
+def operations_block(heading: str) -> str:
+    """The first sh block under a heading of docs/operations.md, as a person would copy it."""
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    section = guide.split(f"## {heading}\n", 1)[1]
     match = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
-    assert match, f"no sh block under ### {heading}"
+    assert match, f"no sh block under ## {heading}"
     return match.group(1)
 
 
-def test_backup_and_restore_as_the_readme_says(stack: ComposeStack, tmp_path: Path) -> None:
+def test_backup_and_restore_as_the_operations_guide_says(
+    stack: ComposeStack, tmp_path: Path
+) -> None:
     user = new_user(stack)
     urls = [stored(stack, user, seconds) for seconds in (1.5, 3.0)]
     before = digests([*urls, *_every_record_url(stack)])
     env = {**stack.compose.env}
-    subprocess.run(["sh", "-ec", readme_block("Backup")], cwd=tmp_path, env=env, check=True)
+    subprocess.run(["sh", "-ec", operations_block("Backup")], cwd=tmp_path, env=env, check=True)
     dumps = list(tmp_path.glob("*.dump"))
     assert len(dumps) == 1, dumps
     assert dumps[0].stat().st_size > 0
     stack.compose.run("down", "--volumes", "--timeout", "30")
     env["BACKUP"] = str(dumps[0])
-    subprocess.run(["sh", "-ec", readme_block("Restore")], cwd=tmp_path, env=env, check=True)
+    subprocess.run(["sh", "-ec", operations_block("Restore")], cwd=tmp_path, env=env, check=True)
     stack.compose.wait_healthy()
     assert digests(list(before)) == before
 

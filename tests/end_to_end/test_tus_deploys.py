@@ -1,5 +1,5 @@
-"""Deploys of add_record lose nothing of a resumable upload (contract v1.3; README "Deploying
-add_record"), on the local stack through real nginx, gunicorn, ffmpeg and PostgreSQL:
+"""Deploys of add_record lose nothing of a resumable upload (contract v1.3; docs/operations.md,
+"Deploying add_record"), on the local stack through real nginx, gunicorn, ffmpeg and PostgreSQL:
 
 - a graceful reload (SIGHUP to gunicorn's master) lets the PATCH in flight finish on its worker;
 - a SIGKILL of the worker receiving the PATCH (what a deploy's hard stop, or the OOM killer, does)
