@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 
+from common.http.app import size_text
 from tests.helpers import decoded_seconds, multipart, pcm16, probe
 from tests.stacks import Gateway, gateway_under_test, needs_nginx
 
@@ -202,7 +204,7 @@ def error_requests(
             "POST",
             {"url": f"{url}/user", "json": {"name": "x", "pad": "x" * 70000}},
             413,
-            "larger than this path allows",
+            "the body may be at most 64 KiB (65536 bytes)",
         ),
         (
             "POST",
@@ -356,3 +358,39 @@ def test_request_ids_and_operations_routes(stack: Gateway) -> None:
         'audiosvc_requests_total{function="create_user",method="POST",route="/user",status="201"}'
         in metrics
     )
+
+
+def declared_too_large(stack: Gateway, request_line: str, content_type: str, length: int) -> Any:
+    """The gateway's answer to a request whose Content-Length alone is past the path's limit
+    (nginx answers before any body byte)."""
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=30) as conn:
+        conn.sendall(
+            f"{request_line} HTTP/1.1\r\nHost: 127.0.0.1:{stack.port}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {length}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        answer = b""
+        while piece := conn.recv(65536):
+            answer += piece
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == b"413", head
+    return json.loads(body)
+
+
+def test_the_gateways_own_413_names_the_limit(stack: Gateway, account: dict[str, str]) -> None:
+    """Past the gateway's body limit nginx answers itself, in the words add_record and
+    create_user use: the limit from MAX_UPLOAD_BYTES, in binary units."""
+    limit = stack.max_upload_bytes
+    upload = declared_too_large(
+        stack, f"POST /record?user={account['id']}", "audio/wav", limit + 65537
+    )
+    assert upload["description"] == f"the WAV may be at most {size_text(limit)}"
+    resumable = declared_too_large(
+        stack,
+        "PATCH /uploads/00000000-0000-0000-0000-000000000000",
+        "application/offset+octet-stream",
+        limit + 65537,
+    )
+    assert resumable["description"] == f"the WAV may be at most {size_text(limit)}"
+    user = declared_too_large(stack, "POST /user", "application/json", 65537)
+    assert user["description"] == "the body may be at most 64 KiB (65536 bytes)"

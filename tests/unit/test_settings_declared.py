@@ -11,11 +11,15 @@ import yaml
 from common.config import (
     DECLARED,
     DEFAULTS,
+    GIB,
+    KIB,
+    MIB,
     MULTIPART_ENVELOPE_BYTES,
     SET_FOR_PRODUCTION,
     Settings,
     declared,
 )
+from common.http.app import size_text
 from devstack.gateway import (
     DERIVED,
     DERIVED_INPUTS,
@@ -121,8 +125,18 @@ def test_derived_gateway_values(
         "UPLOAD_TIMEOUT_S": upload_timeout_s,
         "UPLOAD_BODY_TIMEOUT_S": upload_body_timeout_s,
         "GATEWAY_BODY_BYTES": str(1000 + MULTIPART_ENVELOPE_BYTES),
+        "UPLOAD_LIMIT_TEXT": "1000 bytes",
         "REAL_IP_DIRECTIVES": "",
     }
+
+
+@pytest.mark.parametrize("size", [1000, KIB, 3 * MIB, GIB, 5 * GIB, GIB + 1, 1536 * MIB])
+def test_the_gateway_says_a_limit_as_the_functions_do(size: int) -> None:
+    """nginx/derived.envsh's words for MAX_UPLOAD_BYTES are common.http.app's (the 413s agree)."""
+    values = derived_gateway_values(
+        {"FFMPEG_TIMEOUT_S": "900", "CLIENT_TIMEOUT_S": "60", "MAX_UPLOAD_BYTES": str(size)}
+    )
+    assert values["UPLOAD_LIMIT_TEXT"] == size_text(size)
 
 
 @pytest.mark.parametrize(
