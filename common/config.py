@@ -141,7 +141,8 @@ class Settings:
     """How long an upload waits for a conversion slot before its 503."""
     min_upload_bytes_per_s: int = int(DEFAULTS["MIN_UPLOAD_BYTES_PER_S"])
     body_start_timeout_s: float = float(DEFAULTS["BODY_START_TIMEOUT_S"])
-    """How long an upload's first body byte may take after its headers (408 past it)."""
+    """How long an upload's first body bytes (the first KiB, as gunicorn delivers them) may take
+    after its headers (408 past it)."""
     client_timeout_s: float = float(DEFAULTS["CLIENT_TIMEOUT_S"])
     upload_expiry_s: float = float(DEFAULTS["UPLOAD_EXPIRY_S"])
     """How long an unfinished resumable upload lives after its last PATCH."""
@@ -221,7 +222,7 @@ class Settings:
         if self.max_open_uploads < 1:
             raise ConfigError("MAX_OPEN_UPLOADS must be at least 1")
         scheme = urlsplit(self.database_url).scheme
-        if scheme not in ("postgresql+psycopg", "sqlite"):
+        if scheme != "postgresql+psycopg" and scheme.split("+")[0] != "sqlite":
             raise ConfigError(
                 f"DATABASE_URL must start postgresql+psycopg:// (the psycopg 3 driver) or sqlite://,"
                 f" not {scheme}://" + (PSYCOPG2 if scheme in ("postgresql", "postgres") else "")

@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
 import threading
 from pathlib import Path
 
 from common.config import ConfigError, Settings
-from common.storage.db import migrate
-from devstack.preflight import database_exists, port_is_free
+from devstack.preflight import database_exists, migrated, port_is_free
 from devstack.stack import ROOT, Stack
 
 
@@ -37,7 +37,7 @@ def main() -> None:
     port_is_free(args.host, args.port)
     if created := database_exists(settings.database_url):
         print(created, flush=True)
-    migrate(settings.database_url)
+    migrated(settings.database_url)
     stack = Stack(
         run_dir=run_dir,
         env={"DATABASE_URL": settings.database_url},
@@ -49,6 +49,9 @@ def main() -> None:
         signal.signal(signum, lambda *_: stopped.set())
     try:
         stack.start()
+    except subprocess.CalledProcessError as failed:  # nginx/derived.envsh refused a setting
+        said = (failed.stderr or "").strip().splitlines()
+        raise SystemExit(said[-1] if said else f"the gateway's settings: {failed}") from None
     except (RuntimeError, TimeoutError) as error:
         raise SystemExit(f"the stack did not start: {error}; see the logs in {run_dir}") from None
     gateway = "nginx" if stack.use_nginx else "the built-in dispatcher (nginx is not installed)"

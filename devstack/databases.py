@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -38,25 +39,33 @@ def throwaway_database(server_url: str, prefix: str) -> Iterator[str]:
         admin.dispose()
 
 
-def answers(server_url: str) -> bool:
-    """Whether a PostgreSQL server answers at `server_url` (wrong credentials count: it answers)."""
+def unreachable(server_url: str, variable: str) -> bool:
+    """True when no PostgreSQL listens where `server_url` points; SystemExit with one line when
+    one does but will not let the URL's role in (the URL, not the server, needs fixing)."""
     try:
         psycopg.connect(libpq_url(server_url), connect_timeout=3).close()
     except psycopg.OperationalError as error:
-        return "Connection refused" not in str(error) and "timeout expired" not in str(error)
-    return True
+        text = str(error)
+        if "Connection refused" in text or "No such file or directory" in text:
+            return True
+        where = _where(server_url)
+        first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+        raise SystemExit(
+            f"PostgreSQL at {where} refused {variable}: {first}; fix {variable}"
+        ) from None
+    return False
 
 
 @contextmanager
 def server_for_tests(server_url: str, variable: str) -> Iterator[tuple[str, str | None]]:
     """(the server URL to use, a line saying what was done or None): `server_url` when a server
     answers there; otherwise a throwaway cluster of this machine's PostgreSQL binaries, removed on
-    exit. SystemExit with one line naming `variable` when there are none."""
-    if answers(server_url):
+    exit. SystemExit with one line naming `variable` when there are none, or the cluster fails."""
+    if not unreachable(server_url, variable):
         yield server_url, None
         return
     parsed = sa.make_url(server_url)
-    where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+    where = _where(server_url)
     binaries = postgres_bin()
     if binaries is None:
         raise SystemExit(
@@ -65,12 +74,20 @@ def server_for_tests(server_url: str, variable: str) -> Iterator[tuple[str, str 
         )
     base = Path(tempfile.mkdtemp(prefix="audiosvc-postgres-"))
     base.chmod(0o755)
-    cluster = PrivatePostgres(base / "cluster", binaries)
+    cluster: PrivatePostgres | None = None
     try:
-        cluster.start()
+        try:
+            cluster = PrivatePostgres(base / "cluster", binaries)
+            cluster.start()
+        except subprocess.CalledProcessError as failed:
+            detail = (failed.stderr or b"").decode(errors="replace").strip().splitlines()
+            raise SystemExit(
+                f"no PostgreSQL answers at {where} ({variable}), and a throwaway cluster of"
+                f" {binaries} would not start: {detail[-1] if detail else failed}"
+            ) from None
         url = cluster.url.rsplit("/", 1)[0] + "/" + (parsed.database or "postgres")
-        with psycopg.connect(libpq_url(cluster.url), autocommit=True) as conn:
-            if parsed.database and parsed.database != "postgres":
+        if parsed.database and parsed.database != "postgres":
+            with psycopg.connect(libpq_url(cluster.url), autocommit=True) as conn:
                 conn.execute(
                     psycopg.sql.SQL("CREATE DATABASE {}").format(
                         psycopg.sql.Identifier(parsed.database)
@@ -85,5 +102,11 @@ def server_for_tests(server_url: str, variable: str) -> Iterator[tuple[str, str 
             ),
         )
     finally:
-        cluster.stop_if_running()
+        if cluster is not None:
+            cluster.stop_if_running()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _where(server_url: str) -> str:
+    parsed = sa.make_url(server_url)
+    return f"{parsed.host or 'localhost'}:{parsed.port or 5432}"

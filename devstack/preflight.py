@@ -4,16 +4,24 @@ that says what to do (a SystemExit with that line), not a traceback."""
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
 
 import psycopg
 import sqlalchemy as sa
 
-from common.storage.db import libpq_url
+from common.storage.db import NotUtf8Error, libpq_url, migrate
 
 
 def port_is_free(host: str, port: int) -> None:
-    """SystemExit when something already listens on host:port (another stack, another server)."""
+    """SystemExit when host is not an IPv4 address of this machine's, or something already
+    listens on host:port (another stack, another server)."""
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        raise SystemExit(
+            f"LISTEN_ADDRESS must be an IPv4 address (0.0.0.0 for every interface), not {host!r}"
+        ) from None
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -39,7 +47,7 @@ def database_exists(url: str) -> str | None:
         psycopg.connect(libpq_url(url), connect_timeout=5).close()
         return None
     except psycopg.OperationalError as error:
-        if "does not exist" not in str(error) or f'"{parsed.database}"' not in str(error):
+        if f'database "{parsed.database}" does not exist' not in str(error):
             raise SystemExit(
                 f"PostgreSQL at {where} (DATABASE_URL) cannot be reached: {_first_line(error)}."
                 " Start it, fix DATABASE_URL, or leave DATABASE_URL unset for the embedded SQLite"
@@ -60,6 +68,16 @@ def database_exists(url: str) -> str | None:
             f" {parsed.port or 5432} -U {parsed.username or 'postgres'} -E UTF8 {parsed.database}"
         ) from None
     return f"created database {parsed.database} at {where}"
+
+
+def migrated(url: str) -> None:
+    """Apply the migrations; SystemExit with one line when the database refuses them."""
+    try:
+        migrate(url)
+    except NotUtf8Error as error:
+        raise SystemExit(str(error)) from None
+    except (sa.exc.SQLAlchemyError, psycopg.Error) as error:
+        raise SystemExit(f"the migrations could not be applied: {_first_line(error)}") from None
 
 
 def _first_line(error: Exception) -> str:

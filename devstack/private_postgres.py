@@ -54,7 +54,18 @@ class PrivatePostgres:
         if _as_root():
             shutil.chown(self.directory, RUN_AS, RUN_AS)
         if primary is None:
-            self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-locale",
+            )
             hba = self.data / "pg_hba.conf"
             rules = [line.split() for line in hba.read_text().splitlines()]
             if REPLICATION_HBA.split() not in rules:

@@ -25,7 +25,7 @@ from devstack.gateway import derived_gateway_values, render
 from devstack.routes import FUNCTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
-EVERY_INTERFACE = frozenset({"0.0.0.0", "::"})  # noqa: S104 - names them, binds nothing
+EVERY_INTERFACE = "0.0.0.0"  # noqa: S104 - names it, binds nothing
 
 
 def free_port() -> int:
@@ -100,7 +100,7 @@ class Stack:
     @property
     def _reachable(self) -> str:
         """Where this machine reaches the gateway."""
-        return "127.0.0.1" if self.host in EVERY_INTERFACE else self.host
+        return "127.0.0.1" if self.host == EVERY_INTERFACE else self.host
 
     def wait_gateway(self, timeout: float = 10.0) -> None:
         """Return once the gateway started alone (start_nginx) accepts connections."""

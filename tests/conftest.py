@@ -20,39 +20,30 @@ from functions.add_record.app import create_app as add_record_app
 from functions.create_user.app import create_app as create_user_app
 from functions.get_record.app import create_app as get_record_app
 
-SERVER = pytest.StashKey[contextlib.ExitStack]()
 
-
-def pytest_sessionstart(session: pytest.Session) -> None:
+@pytest.fixture(scope="session")
+def postgres_server(request: pytest.FixtureRequest) -> Iterator[str]:
     """The suite's PostgreSQL server: TEST_DATABASE_URL's when one answers there, else a throwaway
-    cluster of this machine's binaries (said in one line), else one line and no test run."""
-    config = session.config
-    resources = contextlib.ExitStack()
-    config.stash[SERVER] = resources
-    try:
-        url, said = resources.enter_context(
-            server_for_tests(
-                os.environ.get("TEST_DATABASE_URL", DEFAULT_SERVER_URL), "TEST_DATABASE_URL"
-            )
-        )
-    except SystemExit as stop:
-        pytest.exit(str(stop), returncode=2)
-    os.environ["TEST_DATABASE_URL"] = url
-    if said:
-        config.get_terminal_writer().line(said, yellow=True)
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    if SERVER in session.config.stash:
-        session.config.stash[SERVER].close()
+    cluster of this machine's binaries (said in one line), else one line and the run stops."""
+    server = os.environ.get("TEST_DATABASE_URL", DEFAULT_SERVER_URL)
+    with contextlib.ExitStack() as resources:
+        try:
+            url, said = resources.enter_context(server_for_tests(server, "TEST_DATABASE_URL"))
+        except SystemExit as stop:
+            pytest.exit(str(stop), returncode=2)
+        if said:
+            plugins = request.config.pluginmanager
+            capture = plugins.get_plugin("capturemanager")
+            with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+                print(f"\n{said}", flush=True)
+        yield url
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """A database of this run's own on the TEST_DATABASE_URL server, dropped at the end; with
+def database_url(postgres_server: str) -> Iterator[str]:
+    """A database of this run's own on the suite's server, dropped at the end; with
     TEST_DATABASE_POOLER=pgbouncer, reached through a PgBouncer in transaction mode."""
-    server = os.environ.get("TEST_DATABASE_URL", DEFAULT_SERVER_URL)
-    with throwaway_database(server, "audiosvc_test") as url:
+    with throwaway_database(postgres_server, "audiosvc_test") as url:
         if os.environ.get("TEST_DATABASE_POOLER") == "pgbouncer":
             with pgbouncer(url) as pooled:
                 yield pooled

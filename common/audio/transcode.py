@@ -76,13 +76,16 @@ def transcode(
 
 def least_mp3_bytes(wav: WavFormat, body_bytes: int | None, options: EncoderOptions) -> int:
     """The fewest bytes the MP3 of this WAV can take, from its header and the body's length (0
-    when they cannot tell): the audio the header declares, no more than the body holds, no longer
+    when they cannot tell, a body of unknown length among them): the audio the header declares
+    (or, written while streaming, the rest of the body), no more than the body holds, no longer
     than allowed, at the bitrate the encoder can give it, less a tenth."""
+    if body_bytes is None:
+        return 0  # a chunked body: a header cut short of its data must not be taken at its word
+    in_body = body_bytes - wav.data_offset
     if wav.declared_data_bytes in STREAMING_SIZES:
-        return 0
-    audio = wav.declared_data_bytes
-    if body_bytes is not None:
-        audio = min(audio, body_bytes - wav.data_offset)
+        audio = in_body  # a WAV written while streaming: its audio runs to the body's end
+    else:
+        audio = min(wav.declared_data_bytes, in_body)
     seconds = wav.seconds(max(audio, 0))
     if seconds is None:
         return 0

@@ -34,6 +34,12 @@ from common.storage.db import (
 logger = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 60.0
+RENEW_EVERY = timedelta(seconds=30)
+"""How often a writer renews its lease while its upload runs (at most: each stored piece renews
+when due), so that its quota reservation is known to be alive."""
+ALIVE_WITHIN = timedelta(minutes=2)
+"""A reservation counts while its lease was renewed this recently: a worker killed mid-upload
+stops holding its user's quota within this, long before the sweep takes its rows (the lease)."""
 """How often, at most, a process looks for pending records whose lease has lapsed."""
 
 
@@ -276,8 +282,9 @@ class RecordWriter:
     def reserve(self, user_id: uuid.UUID, size: int, quota_bytes: int) -> None:
         """Count `size` bytes, the least this MP3 will take, against the user's quota while it is
         made, before its conversion starts: QuotaExceeded when what is stored, what the user's
-        other records being made have reserved (their leases alive) and this do not fit. Takes
-        the pending row's lease; the user's row is locked, as for `commit`."""
+        other records being made have reserved (their leases renewed within ALIVE_WITHIN) and
+        this do not fit. Takes the pending row's lease; the user's row is locked, as for
+        `commit`."""
         with self._engine.begin() as conn:
             _lock_user(conn, user_id)
             used = _used_bytes(conn, user_id)
@@ -285,7 +292,7 @@ class RecordWriter:
                 sa.select(sa.func.coalesce(sa.func.sum(pending_records.c.reserved_bytes), 0)).where(
                     pending_records.c.user_id == user_id,
                     pending_records.c.id != self._record_id,
-                    pending_records.c.lease_until >= self._now(),
+                    pending_records.c.lease_until >= self._now() + self._lease - ALIVE_WITHIN,
                 )
             ).scalar_one()
             if used + reserved + size > quota_bytes:
@@ -303,7 +310,9 @@ class RecordWriter:
                 self._hold(conn)
                 self._insert(conn, self.stored, piece)
             self.stored += 1
-        if self._leased_at is not None and self._now() - self._leased_at > self._lease / 8:
+        if self._leased_at is not None and self._now() - self._leased_at > min(
+            self._lease / 8, RENEW_EVERY
+        ):
             with self._engine.begin() as conn:
                 self._hold(conn)
 

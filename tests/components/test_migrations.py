@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import Any
 
@@ -11,7 +10,6 @@ import pytest
 import sqlalchemy as sa
 
 from common.storage.db import NotUtf8Error, libpq_url, metadata, migrate
-from devstack.databases import DEFAULT_SERVER_URL
 
 
 def test_migrate_twice_is_a_no_op(any_database_url: str) -> None:
@@ -19,8 +17,8 @@ def test_migrate_twice_is_a_no_op(any_database_url: str) -> None:
     assert migrate(any_database_url) == 0
 
 
-def test_a_database_not_in_utf8_is_refused_with_the_way_out() -> None:
-    server = sa.make_url(os.environ.get("TEST_DATABASE_URL", DEFAULT_SERVER_URL))
+def test_a_database_not_in_utf8_is_refused_with_the_way_out(postgres_server: str) -> None:
+    server = sa.make_url(postgres_server)
     name = f"audiosvc_ascii_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     try:

@@ -18,7 +18,13 @@ from sqlalchemy.engine import Engine
 
 from common.storage.accounts import Accounts, NameTaken
 from common.storage.db import create_engine, pending_records, utc_now
-from common.storage.records import AudioFacts, LeaseLost, QuotaExceeded, RecordStore
+from common.storage.records import (
+    ALIVE_WITHIN,
+    AudioFacts,
+    LeaseLost,
+    QuotaExceeded,
+    RecordStore,
+)
 from tests.helpers import stored_rows
 
 CHUNK = 256 * 1024
@@ -280,3 +286,34 @@ def test_a_writer_left_without_commit_leaves_nothing(
         assert writer.stored == 5
     assert stored_rows(db) == before
     assert pending_count(db) == 0
+
+
+def test_a_reservation_counts_while_its_writer_renews_it(
+    db: Engine, owner: uuid.UUID, tmp_path: Path
+) -> None:
+    """Quota reserved before a conversion holds while its writer lives (renewing its lease as
+    pieces are stored); a writer killed mid-upload stops holding it within ALIVE_WITHIN, long
+    before the sweep (the lease, 32 min with the defaults)."""
+    clock = Clock()
+    store = RecordStore(db, CHUNK, clock, lease=timedelta(minutes=32))
+    files = [(tmp_path / f"{n}.mp3") for n in range(4)]
+    for path in files:
+        path.write_bytes(bytes(CHUNK))
+    mp3s = [path.open("rb") for path in files]
+    try:
+        dead = store.writer(mp3s[0]).__enter__()  # never left: its process is gone
+        dead.reserve(owner, 600, 1000)
+        with store.writer(mp3s[1]) as refused, pytest.raises(QuotaExceeded) as full:
+            refused.reserve(owner, 600, 1000)
+        assert (full.value.reserved, full.value.size) == (600, 600)
+        clock.at += ALIVE_WITHIN + timedelta(seconds=1)
+        with store.writer(mp3s[2]) as live:
+            live.reserve(owner, 600, 1000)  # the dead writer's reservation no longer counts
+            for _ in range(8):  # four minutes of a slow upload, a piece stored now and then
+                clock.at += timedelta(seconds=31)
+                live.store_final()
+            with store.writer(mp3s[3]) as other, pytest.raises(QuotaExceeded):
+                other.reserve(owner, 600, 1000)
+    finally:
+        for mp3 in mp3s:
+            mp3.close()

@@ -27,8 +27,8 @@ from devstack.stack import ROOT, free_port
 DEAD_SERVER = "postgresql+psycopg://postgres@127.0.0.1:{port}/test"
 
 
-def devstack(port: int, database_url: str, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "DATABASE_URL": database_url}
+def devstack(port: int, database_url: str, *args: str, **env: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "DATABASE_URL": database_url, **env}
     return subprocess.Popen(
         [sys.executable, "-m", "devstack", "--port", str(port), *args],
         cwd=ROOT,
@@ -39,9 +39,9 @@ def devstack(port: int, database_url: str, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def refused(port: int, database_url: str) -> str:
+def refused(port: int, database_url: str, **env: str) -> str:
     """What `make run` says when it stops at once: its one line (asserted to be one)."""
-    process = devstack(port, database_url)
+    process = devstack(port, database_url, **env)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 1, (out, err)
     assert "Traceback" not in err
@@ -183,3 +183,11 @@ def test_make_compose_up_without_docker_is_one_line_after_the_hint(tmp_path: Pat
         "make compose-up stopped: docker/engine/ensure failed (status 1); its last line above"
         " says why",
     ]
+
+
+def test_a_setting_the_gateway_refuses_is_one_line(tmp_path: Path) -> None:
+    sqlite = f"sqlite:///{tmp_path / 'audio.sqlite3'}"
+    line = refused(free_port(), sqlite, TRUSTED_PROXIES="10.0.0.0/8; evil")
+    assert line.startswith("TRUSTED_PROXIES must be IP addresses or CIDR ranges")
+    line = refused(free_port(), sqlite, LISTEN_ADDRESS="::")
+    assert line == "LISTEN_ADDRESS must be an IPv4 address (0.0.0.0 for every interface), not '::'"
