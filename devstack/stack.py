@@ -113,8 +113,19 @@ class Stack:
         port = self.function_ports.setdefault(name, free_port())
         self._spawn(name, [str(ROOT / "bin" / "run-function"), name], {"BIND": f"127.0.0.1:{port}"})
 
-    def stop_function(self, name: str) -> None:
+    def stop_function(self, name: str, timeout: float = 30.0) -> None:
+        """Stop one function; return once nothing listens on its port (gunicorn's workers, which
+        share the master's socket, may outlive the master by a moment)."""
         _terminate(self.processes.pop(name))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.function_ports[name]), 0.5):
+                    pass
+            except OSError:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"{name} still listens on port {self.function_ports[name]}")
 
     def wait_function(self, name: str, timeout: float = 20.0) -> None:
         """Return once the (re)started function accepts connections."""
