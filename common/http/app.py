@@ -92,16 +92,21 @@ def size_text(size: int) -> str:
     return f"{size} bytes"
 
 
+THE_WAV = "the WAV"
+THE_BODY = "the body"
+_TOO_LARGE_TITLES = {THE_WAV: "Upload too large", THE_BODY: "Request body too large"}
+
+
 def too_large(what: str, limit: int) -> falcon.HTTPContentTooLarge:
-    """The 413 of a body past its limit, saying the limit."""
-    title = "Upload too large" if what == "the WAV" else "Request body too large"
+    """The 413 of a body past its limit, saying the limit; `what` is THE_WAV or THE_BODY."""
+    title = _TOO_LARGE_TITLES[what]
     return falcon.HTTPContentTooLarge(
         title=title, description=f"{what} may be at most {size_text(limit)}"
     )
 
 
 def refuse_declared_length_over(
-    req: falcon.Request, limit: int, what: str = "the body", shown: int | None = None
+    req: falcon.Request, limit: int, what: str = THE_BODY, shown: int | None = None
 ) -> None:
     """413 when the request declares a body longer than `limit` (nothing is read); the answer
     says `what` may be at most `shown` (the limit, unless the body carries more than `what`)."""

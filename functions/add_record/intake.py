@@ -25,13 +25,12 @@ from falcon.util.reader import BufferedReader
 
 from common.audio.wav import Readable
 from common.config import MULTIPART_ENVELOPE_BYTES
-from common.http.app import refuse_declared_length_over, too_large
+from common.http.app import THE_WAV, refuse_declared_length_over, too_large
 from common.http.auth import bearer_token, request_token, unauthorized
 from common.http.params import required_uuid, single_param, uuid_param
 
 RAW_WAV_TYPES = frozenset({"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"})
 MULTIPART = "multipart/form-data"
-WAV = "the WAV"
 PIECE = 1 << 20
 _FIELDS = ("user", "token")
 
@@ -53,7 +52,7 @@ def open_upload(req: falcon.Request, limit: int, token_owner: TokenOwner) -> Ite
     """The upload's sender and WAV stream; on leaving the block, the rest of the form is checked."""
     kind = (req.content_type or "").split(";")[0].strip().lower()
     if kind in RAW_WAV_TYPES:
-        refuse_declared_length_over(req, limit, WAV)
+        refuse_declared_length_over(req, limit, THE_WAV)
         body = req.bounded_stream if req.content_length is not None else req.stream
         yield Upload(
             uuid_param(req, "user"),
@@ -62,7 +61,7 @@ def open_upload(req: falcon.Request, limit: int, token_owner: TokenOwner) -> Ite
             LimitedReader(body, limit),
         )
     elif kind == MULTIPART:
-        refuse_declared_length_over(req, limit + MULTIPART_ENVELOPE_BYTES, WAV, shown=limit)
+        refuse_declared_length_over(req, limit + MULTIPART_ENVELOPE_BYTES, THE_WAV, shown=limit)
         form = _Form(req, limit, token_owner)
         with form.upload() as upload:
             yield upload
@@ -86,7 +85,7 @@ class LimitedReader:
         piece = self._stream.read(min(size, self._left + 1))
         self._left -= len(piece)
         if self._left < 0:
-            raise too_large(WAV, self._limit)
+            raise too_large(THE_WAV, self._limit)
         return piece
 
 

@@ -19,7 +19,7 @@ import falcon
 from common.audio.ffmpeg import ConversionError
 from common.audio.transcode import TooLong, refuse_too_long
 from common.audio.wav import BadWav, EmptyWav, NotWav, read_header
-from common.http.app import too_large
+from common.http.app import THE_WAV, too_large
 from common.http.auth import bearer_token, token_owner, unauthorized
 from common.http.params import parse_uuid, required_uuid
 from common.http.urls import base_url, record_url, upload_url
@@ -99,7 +99,7 @@ class TusUploads:
                 title="Invalid Upload-Length", description="an empty file is not a WAV"
             )
         if length > side.settings.max_upload_bytes:
-            raise too_large("the WAV", side.settings.max_upload_bytes)
+            raise too_large(THE_WAV, side.settings.max_upload_bytes)
         pairs = metadata(req.get_header("Upload-Metadata"))
         user_id = req.context.user_id = required_uuid("user", pairs.get("user"))
         if _owner(req, side) != user_id:

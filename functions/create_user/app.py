@@ -8,7 +8,7 @@ import falcon
 from sqlalchemy.engine import Engine
 
 from common.config import Settings
-from common.http.app import FunctionApp, create_base_app, max_body, too_large
+from common.http.app import THE_BODY, FunctionApp, create_base_app, max_body, too_large
 from common.names import clean_user_name
 from common.storage.accounts import Accounts, NameTaken
 from common.storage.db import create_engine, utc_now
@@ -30,7 +30,7 @@ class Users:
             )
         body = req.bounded_stream.read(MAX_BODY + 1)
         if len(body) > MAX_BODY:
-            raise too_large("the body", MAX_BODY)
+            raise too_large(THE_BODY, MAX_BODY)
         name = _name_from(body)
         try:
             user = self._accounts.create(name)
