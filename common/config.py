@@ -86,6 +86,7 @@ DECLARED: tuple[Declared, ...] = (
     Declared("READ_CONN_LIMIT", "32", "gateway"),
     Declared("UPLOAD_CONN_LIMIT", "8", "gateway"),
     Declared("TRUSTED_PROXIES", "", "gateway"),
+    Declared("RECORD_CACHE_BYTES", str(GIB), "gateway"),
     Declared("POSTGRES_PASSWORD", "", "compose"),
     Declared("POSTGRES_APP_PASSWORD", "", "compose"),
     Declared("POSTGRES_PORT", "5432", "compose"),

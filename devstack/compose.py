@@ -38,6 +38,7 @@ LONG_RUNNING = ("postgres", *FUNCTIONS, "nginx")
 END_TO_END_MODULES = (
     "tests/end_to_end/test_gateway.py",
     "tests/end_to_end/test_large_upload.py",
+    "tests/end_to_end/test_record_cache.py",
     "tests/end_to_end/test_tus_clients.py",
     "tests/browser/test_web_page.py",
     "tests/fuzz/test_schema_fuzz.py",
@@ -57,6 +58,8 @@ TEST_SETTINGS = {
     "UPLOAD_RATE_BURST": "1000",
     "READ_CONN_LIMIT": "1000",
     "UPLOAD_CONN_LIMIT": "1000",
+    # Small enough that tests/end_to_end/test_record_cache.py fills it and sees it evict.
+    "RECORD_CACHE_BYTES": str(8 << 20),
 }
 
 
@@ -215,6 +218,11 @@ class ComposeStack:
     def wait_function(self, name: str, timeout: float = 60.0) -> None:
         self.compose.wait_healthy([name], timeout)
         time.sleep(RESOLVE_EVERY_S)
+
+    def restart_gateway(self) -> None:
+        """Restart the nginx container; its record cache is a volume, and stays."""
+        self.compose.run("restart", "nginx")
+        self.compose.wait_healthy(["nginx"])
 
     def log(self, name: str) -> str:
         return self.compose.logs(name)

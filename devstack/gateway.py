@@ -32,11 +32,11 @@ def render(values: Mapping[str, str], template: Path = TEMPLATE) -> str:
     return _VARIABLE.sub(lambda match: values[match.group(1)], text)
 
 
-def derived_gateway_values(env: Mapping[str, str]) -> dict[str, str]:
-    """What nginx/derived.envsh computes from the settings in `env` (or the defaults), one line
-    each (a value may be empty or hold spaces)."""
+def derived_gateway_values(env: Mapping[str, str], derived: Path = DERIVED) -> dict[str, str]:
+    """What nginx/derived.envsh (`derived`) computes from the settings in `env` (or the
+    defaults), one line each (a value may be empty or hold spaces)."""
     inputs = {name: env.get(name) or DEFAULTS[name] for name in DERIVED_INPUTS}
-    script = f'. "{DERIVED}" && printf "%s\\n" ' + " ".join(f'"${name}"' for name in DERIVED_NAMES)
+    script = f'. "{derived}" && printf "%s\\n" ' + " ".join(f'"${name}"' for name in DERIVED_NAMES)
     result = subprocess.run(
         ["sh", "-ec", script], env=inputs, capture_output=True, text=True, check=True
     )

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from common.config import DEFAULTS, declared
-from devstack.gateway import derived_gateway_values, render
+from devstack.gateway import DERIVED, TEMPLATE, derived_gateway_values, render
 from devstack.routes import FUNCTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,10 +59,14 @@ class Stack:
     host: str = "127.0.0.1"
     """Where the gateway listens: loopback unless asked (`make run HOST=0.0.0.0`)."""
     use_nginx: bool = field(default_factory=lambda: shutil.which("nginx") is not None)
+    root: Path = ROOT
+    """The checkout whose code, gateway template and web page the stack runs (the benchmark
+    runs an older revision's from a git worktree)."""
     function_ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
     _cleanup: list[Path] = field(default_factory=list)
+    _record_cache_dir: Path | None = None
 
     @property
     def url(self) -> str:
@@ -111,7 +115,9 @@ class Stack:
     def start_function(self, name: str) -> None:
         """(Re)start one function on its port (the same port when it ran before)."""
         port = self.function_ports.setdefault(name, free_port())
-        self._spawn(name, [str(ROOT / "bin" / "run-function"), name], {"BIND": f"127.0.0.1:{port}"})
+        self._spawn(
+            name, [str(self.root / "bin" / "run-function"), name], {"BIND": f"127.0.0.1:{port}"}
+        )
 
     def stop_function(self, name: str, timeout: float = 30.0) -> None:
         """Stop one function; return once nothing listens on its port (gunicorn's workers, which
@@ -135,23 +141,26 @@ class Stack:
         """nginx alone, in front of whatever listens on `function_ports`."""
         # nginx's workers (`nobody` when started as root) write request bodies below its run
         # directory, so that directory gets a path they can traverse, whatever run_dir's parents.
-        nginx_dir = Path(tempfile.mkdtemp(prefix="audiosvc-nginx-"))
-        nginx_dir.chmod(0o755)
-        self._cleanup.append(nginx_dir)
+        nginx_dir = self._traversable_dir("audiosvc-nginx-")
+        if self._record_cache_dir is None:
+            self._record_cache_dir = self._traversable_dir("audiosvc-record-cache-")
         env = {**os.environ, **self.env}
+        nginx_conf = self.root / TEMPLATE.relative_to(ROOT)
         config = render(
             {
                 "NGINX_PORT": f"{self.host}:{self.port}",
                 "NGINX_RUN_DIR": str(nginx_dir),
+                "RECORD_CACHE_DIR": str(self._record_cache_dir),
                 "NGINX_RESOLVER": "127.0.0.1",
-                "STATIC_ROOT": str(ROOT / "nginx" / "web"),
+                "STATIC_ROOT": str(self.root / "nginx" / "web"),
                 **{name: env.get(name) or default for name, default in declared("gateway").items()},
-                **derived_gateway_values(env),
+                **derived_gateway_values(env, self.root / DERIVED.relative_to(ROOT)),
                 **{
                     f"{name.upper()}_UPSTREAM": f"127.0.0.1:{self.function_ports[name]}"
                     for name in FUNCTIONS
                 },
-            }
+            },
+            nginx_conf,
         )
         config_path = self.run_dir / "nginx.conf"
         config_path.write_text(config)
@@ -170,6 +179,26 @@ class Stack:
             ],
             {},
         )
+
+    def restart_gateway(self) -> None:
+        """Stop nginx and start it again; its record cache stays (the directory outlives it, as a
+        volume does in compose)."""
+        _terminate(self.processes.pop("nginx"))
+        self.start_nginx()
+        self.wait_gateway()
+
+    @property
+    def record_cache_dir(self) -> Path | None:
+        """Where the gateway keeps its record cache (None before nginx first started)."""
+        return self._record_cache_dir
+
+    def _traversable_dir(self, prefix: str) -> Path:
+        """A new directory, removed by stop(), that nginx's workers can reach whatever run_dir's
+        parents are."""
+        directory = Path(tempfile.mkdtemp(prefix=prefix))
+        directory.chmod(0o755)
+        self._cleanup.append(directory)
+        return directory
 
     def _start_dispatcher(self) -> None:
         self._spawn(
@@ -192,11 +221,20 @@ class Stack:
             **self.env,
             **extra_env,
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            # The root's packages before the installed (editable) ones.
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(self.root), os.environ.get("PYTHONPATH")])
+            ),
         }
         log = (self.run_dir / f"{name}.log").open("ab")
         self._logs.append(log)
         self.processes[name] = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            cwd=self.root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def stop(self) -> None:
@@ -208,6 +246,7 @@ class Stack:
         for directory in self._cleanup:
             shutil.rmtree(directory, ignore_errors=True)
         self._cleanup.clear()
+        self._record_cache_dir = None
 
     def log(self, name: str) -> str:
         return (self.run_dir / f"{name}.log").read_text(errors="replace")

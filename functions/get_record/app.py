@@ -25,6 +25,11 @@ from functions.get_record.ranges import (
 )
 from functions.get_record.read_side import ReadSide, create_read_engine, replica_name
 
+STALE_AT_ONCE = "@1"
+"""X-Accel-Expires for the gateway's record cache (nginx/nginx.conf.template; nginx hides it from
+clients): an answer it may keep, but stale from the start (1970), so each later use of it is first
+revalidated here; a record deleted meanwhile then answers 404, never its cached bytes."""
+
 
 class RecordFile:
     def __init__(self, reads: ReadSide) -> None:
@@ -48,6 +53,7 @@ class RecordFile:
         resp.etag = etag
         resp.last_modified = modified
         resp.set_header("Cache-Control", "private, no-cache")
+        resp.set_header("X-Accel-Expires", STALE_AT_ONCE)
         if req.get_header("If-Match") is None and modified_after(
             req.get_header("If-Unmodified-Since"), modified
         ):

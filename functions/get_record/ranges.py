@@ -19,7 +19,8 @@ class Unsatisfiable(Exception):
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """[start, stop) for a single satisfiable range; None to send the whole representation.
 
-    Malformed headers and multiple ranges are ignored (the whole file is a valid answer to both).
+    Malformed headers and multiple ranges are ignored (the whole file is a valid answer to both);
+    a range that ends before it starts is unsatisfiable, as nginx answers it for a static file.
     """
     if header is None:
         return None
@@ -37,7 +38,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     start = _position(first)
     end = None if last == "" else _position(last)
     if end is not None and end < start:
-        return None
+        raise Unsatisfiable("the range ends before it starts")
     if start >= size:
         raise Unsatisfiable("the range starts at or past the end of the file")
     return start, size if end is None else min(end + 1, size)

@@ -34,7 +34,6 @@ LATER = "Fri, 27 Nov 2026 02:00:01 GMT"
         ("bytes=990-5000", (990, 1000)),
         ("BYTES = 1 - 2", (1, 3)),
         ("bytes=0-0", (0, 1)),
-        ("bytes=5-4", None),
         ("bytes=0-1,5-6", None),
         ("items=0-1", None),
         ("bytes=-", None),
@@ -49,7 +48,9 @@ def test_byte_range(header: str | None, expected: tuple[int, int] | None) -> Non
     assert byte_range(header, 1000) == expected
 
 
-@pytest.mark.parametrize("header", ["bytes=1000-", "bytes=5000-6000", "bytes=-0", "bytes=-000"])
+@pytest.mark.parametrize(
+    "header", ["bytes=1000-", "bytes=5000-6000", "bytes=-0", "bytes=-000", "bytes=5-4"]
+)
 def test_unsatisfiable(header: str) -> None:
     with pytest.raises(Unsatisfiable):
         byte_range(header, 1000)

@@ -33,7 +33,13 @@ COMPOSE = (ROOT / "docker-compose.yml").read_text()
 ENV_EXAMPLE = (ROOT / ".env.example").read_text()
 README = (ROOT / "README.md").read_text()
 
-INFRASTRUCTURE = {"NGINX_PORT", "NGINX_RUN_DIR", "NGINX_RESOLVER", "STATIC_ROOT"}
+INFRASTRUCTURE = {
+    "NGINX_PORT",
+    "NGINX_RUN_DIR",
+    "RECORD_CACHE_DIR",
+    "NGINX_RESOLVER",
+    "STATIC_ROOT",
+}
 """Template values that say where things are, set by compose or devstack, not by operators."""
 
 
