@@ -3,6 +3,7 @@ DELETE /record: the write side's other verb; /uploads: the same, resumable (tus.
 
 from __future__ import annotations
 
+import time
 from functools import partial
 
 import falcon
@@ -12,6 +13,7 @@ from common.config import Settings
 from common.http.app import FunctionApp, WSGIApp, create_base_app
 from common.http.auth import authenticate, request_token, token_owner
 from common.http.params import uuid_param
+from common.http.record_cache import wait_out_cached_answers
 from common.http.urls import base_url, record_url
 from common.spool import SLOTS_PREFIX, sweep
 from common.storage.accounts import Accounts
@@ -53,6 +55,7 @@ class Records:
         authenticate(self._side.accounts, user_id, request_token(req))
         if not self._side.records.delete(record_id, user_id):
             raise falcon.HTTPNotFound(title="Not found", description="no such record for this user")
+        wait_out_cached_answers(time.time())
         resp.status = falcon.HTTP_NO_CONTENT
 
 

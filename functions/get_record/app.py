@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC
 
 import falcon
@@ -10,6 +11,7 @@ from sqlalchemy.engine import Engine
 from common.config import Settings
 from common.http.app import FunctionApp, create_base_app
 from common.http.params import uuid_param
+from common.http.record_cache import fresh_until
 from common.names import file_stem
 from common.storage.accounts import Accounts
 from common.storage.db import create_engine, utc_now
@@ -25,11 +27,6 @@ from functions.get_record.ranges import (
 )
 from functions.get_record.read_side import ReadSide, create_read_engine, replica_name
 
-STALE_AT_ONCE = "@1"
-"""X-Accel-Expires for the gateway's record cache (nginx/nginx.conf.template; nginx hides it from
-clients): an answer it may keep, but stale from the start (1970), so each later use of it is first
-revalidated here; a record deleted meanwhile then answers 404, never its cached bytes."""
-
 
 class RecordFile:
     def __init__(self, reads: ReadSide) -> None:
@@ -44,6 +41,7 @@ class RecordFile:
     def _answer(self, req: falcon.Request, resp: falcon.Response, send_body: bool) -> None:
         record_id = uuid_param(req, "id")
         user_id = req.context.user_id = uuid_param(req, "user")
+        looked_up_at = time.time()
         found = self._reads.find(record_id, user_id)
         if found is None:
             raise falcon.HTTPNotFound(title="Not found", description="no such record for this user")
@@ -53,7 +51,7 @@ class RecordFile:
         resp.etag = etag
         resp.last_modified = modified
         resp.set_header("Cache-Control", "private, no-cache")
-        resp.set_header("X-Accel-Expires", STALE_AT_ONCE)
+        resp.set_header("X-Accel-Expires", fresh_until(looked_up_at))
         if req.get_header("If-Match") is None and modified_after(
             req.get_header("If-Unmodified-Since"), modified
         ):
