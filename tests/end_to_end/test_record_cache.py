@@ -262,7 +262,12 @@ def cache_usage(stack: Gateway) -> int:
         )
     assert COMPOSE_STACK is not None
     usage = COMPOSE_STACK.compose.run(
-        "exec", "-T", "nginx", "du", "-s", "-B1", "/var/cache/nginx-records"
+        "exec",
+        "-T",
+        "nginx",
+        "sh",
+        "-c",
+        "find /var/cache/nginx-records -type f -exec cat {} + | wc -c",
     ).stdout
     return int(usage.split()[0])
 

@@ -469,7 +469,7 @@ def test_the_gateway_mounts_what_compose_mounts() -> None:
     (item,) = [i for i in derived["configMap"]["items"] if i["key"] == "derived.envsh"]
     assert item["mode"] & 0o111 == 0o111
     assert found[gateway_literal(env, "STATIC_ROOT")]["configMap"]["name"] == "gateway-web"
-    for writable in ("NGINX_ENVSUBST_OUTPUT_DIR", "NGINX_RUN_DIR"):
+    for writable in ("NGINX_ENVSUBST_OUTPUT_DIR", "NGINX_RUN_DIR", "RECORD_CACHE_DIR"):
         assert "emptyDir" in found[gateway_literal(env, writable)], writable
     rendered_to = f"{gateway_literal(env, 'NGINX_ENVSUBST_OUTPUT_DIR')}/nginx.conf"
     assert rendered_to in container(GATEWAY)["args"]
