@@ -119,8 +119,15 @@ def replica_in_step(servers: Servers) -> Iterator[None]:
     restore()
 
 
+def uncached(url: str) -> str:
+    """`url` in a form the gateway's record cache leaves to get_record (the record id in
+    capitals), so that every download here is read by get_record, repeats included."""
+    record_id = url.split("id=", 1)[1].split("&", 1)[0]
+    return url.replace(record_id, record_id.upper())
+
+
 def download(url: str, **headers: str) -> requests.Response:
-    answer = requests.get(url, headers=headers, timeout=30)
+    answer = requests.get(uncached(url), headers=headers, timeout=30)
     assert answer.status_code in (200, 206), answer.text
     return answer
 
@@ -158,7 +165,7 @@ def test_a_fresh_upload_downloads_at_once_while_the_replica_lags(
     fresh = download(created["url"])
     assert fresh.status_code == 200
     assert fresh.headers["ETag"] == f'"{hashlib.sha256(fresh.content).hexdigest()}"'
-    head = requests.head(created["url"], timeout=30)
+    head = requests.head(uncached(created["url"]), timeout=30)
     assert head.status_code == 200
     assert head.headers["Content-Length"] == str(len(fresh.content))
     assert listed(stack, user) == [created["id"]], "the listing is read on the primary"
@@ -209,7 +216,7 @@ def test_a_record_deleted_while_the_replica_lags_is_gone_at_once(
     assert deleted.status_code == 204
     assert servers.replica_has_record(created["id"]), "the replica was meant to lag"
     assert requests.get(created["url"], timeout=30).status_code == 404
-    assert requests.head(created["url"], timeout=30).status_code == 404
+    assert requests.head(uncached(created["url"]), timeout=30).status_code == 404
     assert listed(stack, user) == []
 
 
@@ -273,7 +280,7 @@ def test_a_stopped_replica_is_skipped_with_a_warning(stack: Stack, servers: Serv
     servers.replica.stop()
     started = time.monotonic()
     assert download(created["url"]).content == expected
-    assert requests.head(created["url"], timeout=30).status_code == 200
+    assert requests.head(uncached(created["url"]), timeout=30).status_code == 200
     assert download(created["url"], Range="bytes=-100").content == expected[-100:]
     assert listed(stack, user) == [created["id"]]
     missing = requests.get(
