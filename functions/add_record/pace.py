@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import falcon
 
 from common.audio.wav import Readable
+from common.http.socket_body import socket_body
 
 GRACE_S = 30.0
 """How long an upload may run before its average rate is judged (the contract's 30 s)."""
@@ -187,7 +188,10 @@ class PaceWatcher:
     def metered(self, req: falcon.Request) -> Iterator[MeteredBody]:
         """Put a metered body in place of the request's, watched until the block ends."""
         body = MeteredBody(
-            req.stream, req.content_length, req.env.get("gunicorn.socket"), self._clock
+            socket_body(req.env) or req.stream,
+            req.content_length,
+            req.env.get("gunicorn.socket"),
+            self._clock,
         )
         req.stream = req.env["wsgi.input"] = body
         with self._lock:
