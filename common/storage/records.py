@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -201,22 +201,39 @@ class RecordStore:
         Lazy: no connection is taken until the first chunk is asked for. Should the record be
         deleted meanwhile, RecordGone: the server cuts the connection at once.
         """
-        size = record.chunk_bytes
-        data = record_chunks.c.data
         with self._reader.connect() as conn:
-            for seq in range(start // size, (stop - 1) // size + 1):
-                low, high = max(start - seq * size, 0), min(stop - seq * size, size)
-                column = (
-                    data if (low, high) == (0, size) else sa.func.substr(data, low + 1, high - low)
-                )
-                piece = conn.execute(
-                    sa.select(column).where(
-                        record_chunks.c.record_id == record.id, record_chunks.c.seq == seq
-                    )
-                ).scalar_one_or_none()
+            for query, params in _chunk_queries(record, start, stop):
+                piece = conn.execute(query, params).scalar_one_or_none()
                 if piece is None:
                     raise RecordGone(record.id)
                 yield bytes(piece)
+
+
+# Built once: a download of a long record asks for hundreds of chunks, and building a statement
+# (and its cache key) anew for each cost about a sixth of get_record's time per MiB.
+_WHOLE_CHUNK = sa.select(record_chunks.c.data).where(
+    record_chunks.c.record_id == sa.bindparam("record_id"),
+    record_chunks.c.seq == sa.bindparam("seq"),
+)
+_CHUNK_PART = _WHOLE_CHUNK.with_only_columns(
+    sa.func.substr(record_chunks.c.data, sa.bindparam("low"), sa.bindparam("length"))
+)
+"""Bytes [low, low + length) of a chunk row, counted from 1: only the toast slices they touch."""
+
+
+def _chunk_queries(
+    record: Record, start: int, stop: int
+) -> Iterator[tuple[sa.Select[Any], dict[str, Any]]]:
+    """The query of each chunk row bytes [start, stop) of the record touch, with its parameters:
+    the whole row's bytes, or the part of them needed."""
+    size = record.chunk_bytes
+    for seq in range(start // size, (stop - 1) // size + 1):
+        low, high = max(start - seq * size, 0), min(stop - seq * size, size)
+        key = {"record_id": record.id, "seq": seq}
+        if (low, high) == (0, size):
+            yield _WHOLE_CHUNK, key
+        else:
+            yield _CHUNK_PART, {**key, "low": low + 1, "length": high - low}
 
 
 def open_store(engine: Engine, settings: Settings) -> RecordStore:
