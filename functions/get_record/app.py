@@ -24,6 +24,7 @@ from functions.get_record.ranges import (
     if_range_holds,
     modified_after,
     not_modified,
+    strong_match,
 )
 from functions.get_record.read_side import ReadSide, create_read_engine, replica_name
 
@@ -52,9 +53,15 @@ class RecordFile:
         resp.last_modified = modified
         resp.set_header("Cache-Control", "private, no-cache")
         resp.set_header("X-Accel-Expires", fresh_until(looked_up_at))
-        if req.get_header("If-Match") is None and modified_after(
-            req.get_header("If-Unmodified-Since"), modified
-        ):
+        # On every answer about the record (304, 412 and 416 too), as the gateway's record cache
+        # answers them from the stored 200.
+        resp.set_header("Content-Disposition", attachment(_stem(record)))
+        if_match = req.get_header("If-Match")
+        if if_match is not None and not strong_match(if_match, etag):
+            raise falcon.HTTPPreconditionFailed(
+                title="Precondition failed", description="If-Match names another representation"
+            )
+        if if_match is None and modified_after(req.get_header("If-Unmodified-Since"), modified):
             raise falcon.HTTPPreconditionFailed(
                 title="Precondition failed",
                 description="the record is newer than the If-Unmodified-Since date",
@@ -81,7 +88,6 @@ class RecordFile:
                 resp.status = falcon.HTTP_PARTIAL_CONTENT
                 resp.content_range = (start, stop - 1, record.size)
         resp.content_type = "audio/mpeg"
-        resp.set_header("Content-Disposition", attachment(_stem(record)))
         resp.content_length = stop - start
         if send_body:
             resp.stream = self._reads.read(found, start, stop)

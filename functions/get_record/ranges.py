@@ -64,6 +64,13 @@ def none_match(header: str | None, etag: str) -> bool:
     return "*" in tags or any(tag.removeprefix("W/") == etag for tag in tags)
 
 
+def strong_match(header: str, etag: str) -> bool:
+    """True when If-Match holds (RFC 9110 §13.1.1): `*`, or this representation's ETag, compared
+    strongly (a weak tag never matches)."""
+    tags = _tags(header)
+    return "*" in tags or etag in tags
+
+
 def http_date(header: str | None) -> datetime | None:
     """An HTTP-date in any of RFC 9110's three formats, as UTC; None when absent or malformed."""
     if header is None:

@@ -307,6 +307,22 @@ def test_if_match_makes_if_unmodified_since_ignored(
     assert served.status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("if_match", "status"),
+    [("*", 200), ('"other", {etag}', 200), ('"other"', 412), ("W/{etag}", 412)],
+)
+def test_if_match_compares_strongly(
+    get_record_client: TestClient, stored: dict[str, Any], if_match: str, status: int
+) -> None:
+    """RFC 9110 §13.1.1, as nginx answers it from the gateway's record cache."""
+    answer = get_record_client.simulate_get(
+        "/record",
+        params=stored["params"],
+        headers={"If-Match": if_match.format(etag=stored["etag"])},
+    )
+    assert answer.status_code == status
+
+
 def test_a_download_racing_a_delete_is_cut_not_left_short(
     settings: Any, engine: Any, user: dict[str, str]
 ) -> None:

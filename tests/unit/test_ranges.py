@@ -15,6 +15,7 @@ from functions.get_record.ranges import (
     modified_after,
     none_match,
     not_modified,
+    strong_match,
 )
 
 MODIFIED = datetime(2026, 11, 27, 2, 0, 0, tzinfo=UTC)
@@ -71,6 +72,14 @@ def test_unsatisfiable(header: str) -> None:
 def test_numbers_too_large_to_parse_are_unsatisfiable(header: str) -> None:
     with pytest.raises(Unsatisfiable, match="too large"):
         byte_range(header, 1000)
+
+
+def test_strong_match() -> None:
+    etag = '"abc"'
+    assert strong_match("*", etag)
+    assert strong_match('"x", "abc"', etag)
+    assert not strong_match('W/"abc"', etag)
+    assert not strong_match('"x"', etag)
 
 
 def test_none_match() -> None:
