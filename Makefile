@@ -8,7 +8,7 @@ LISTEN_ADDRESS ?= 127.0.0.1
 TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 export TEST_DATABASE_URL
 
-.PHONY: run test migrate lint check-containers bench amplification screenshot venv clean \
+.PHONY: run test migrate lint check-containers bench first-read upload-cost amplification screenshot venv clean \
 	compose-up compose-down compose-purge compose-test
 
 venv: $(VENV)/.installed
@@ -31,6 +31,12 @@ test: venv  ## the whole suite against TEST_DATABASE_URL, in a throwaway databas
 
 bench: venv  ## upload/download figures beside bare ffmpeg, one table (needs nginx, ffmpeg, wrk)
 	$(BIN)/python -m bench
+
+first-read: venv  ## first (uncached) whole downloads of 600 s records, get_record and gateway beside static nginx, with CPU per MiB
+	$(BIN)/python -m bench.first_read
+
+upload-cost: venv  ## add_record's CPU per uploaded MiB and upload/bare-ffmpeg ratios; BEFORE=<gitrev> measures that revision too, in turn
+	$(BIN)/python -m bench.upload_cost $(if $(BEFORE),--before $(BEFORE))
 
 amplification: venv  ## worst stored MP3 bytes and conversion seconds per uploaded byte, by codec
 	$(BIN)/python -m bench.amplification

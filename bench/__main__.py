@@ -15,7 +15,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,20 +23,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.client import Gateway, record_path, timed
+from bench.local import (
+    GIB,
+    MIB,
+    Row,
+    bare_ffmpeg,
+    lifted_stack,
+    median,
+    print_table,
+    verdict,
+    workers,
+)
+from bench.record_cache import record_cache_rows
 from bench.throttled import Paced, Slowloris, held_upload, paced_upload
 from bench.tus import tus_rows
-from common.audio.ffmpeg import EncoderOptions, command
+from common.audio.ffmpeg import EncoderOptions
 from common.audio.transcode import transcode
-from common.audio.wav import read_header
 from common.config import Settings
-from devstack.databases import DEFAULT_SERVER_URL, throwaway_database
-from devstack.stack import ROOT, Stack, free_port
+from devstack.databases import DEFAULT_SERVER_URL
+from devstack.stack import ROOT, Stack
 from devstack.wavgen import seconds_wav, sized_wav
 
-GIB = 1 << 30
-MIB = 1 << 20
-Row = tuple[str, str, str, str, str]
-CONN_LIMIT_LIFTED = "65535"
 NORMAL_SOURCE = "127.0.0.2"
 SLOWLORIS_SOURCES = [f"127.0.1.{n}" for n in range(1, 31)]
 SLOWLORIS_WAIT_S = 40.0
@@ -46,27 +52,9 @@ HELD_MIB_S = 1
 HELD_SETTLE_S = 8.0
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
 def p95(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-
-
-def bare_ffmpeg(wav: Path, out_dir: Path, options: EncoderOptions) -> Callable[[], None]:
-    """The ffmpeg command the service runs for this file, as a callable for timing."""
-    with wav.open("rb") as stream:
-        info, _ = read_header(stream)
-    target = out_dir / f"{uuid.uuid4().hex}.mp3"
-    args = command(f"file:{wav}", target, info, options, wav.stem)
-
-    def run() -> None:
-        subprocess.run(args, check=True, stdin=subprocess.DEVNULL, capture_output=True)
-        target.unlink()
-
-    return run
 
 
 def spooled(wav: Path, out_dir: Path, options: EncoderOptions) -> Callable[[], None]:
@@ -106,14 +94,6 @@ def vm(pid: int) -> dict[str, int]:
         elif name == "Threads":
             fields[name] = int(value)
     return fields
-
-
-def workers(master: int) -> list[int]:
-    """The child processes of `master` (of a gunicorn master: its workers)."""
-    out = subprocess.run(
-        ["pgrep", "-P", str(master)], capture_output=True, text=True, check=False
-    ).stdout
-    return [int(pid) for pid in out.split()]
 
 
 @dataclass(frozen=True)
@@ -162,10 +142,6 @@ def peak_rss(master: int) -> Iterator[dict[str, float]]:
     result.update(
         idle=idle[busiest] / MIB, peak=vm(busiest)["VmHWM"] / MIB, growth=growth[busiest] / MIB
     )
-
-
-def verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
 
 
 def latency_rows(
@@ -467,22 +443,6 @@ def inflight_rows(
     ]
 
 
-def print_table(rows: list[Row]) -> None:
-    headers = ("measurement", "service", "reference", "ratio", "target")
-    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(5)]
-    line = "+".join("-" * (width + 2) for width in widths)
-    print("+" + line + "+")
-    for row in [headers, *rows]:
-        print(
-            "| "
-            + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-            + " |"
-        )
-        if row is headers:
-            print("+" + line + "+")
-    print("+" + line + "+")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -493,8 +453,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        default="abcdefghij",
-        help="sections to run, e.g. 'ab' (default: all of abcdefghij)",
+        default="abcdefghijk",
+        help="sections to run, e.g. 'ab' (default: all of abcdefghijk)",
     )
     args = parser.parse_args()
     for tool in ("ffmpeg", "wrk") + (() if os.environ.get("BENCH_URL") else ("nginx",)):
@@ -515,26 +475,15 @@ def main() -> None:
         database: str | None = None
         base_url = os.environ.get("BENCH_URL")
         if base_url is None:
-            server = os.environ.get("TEST_DATABASE_URL", DEFAULT_SERVER_URL)
-            database = resources.enter_context(throwaway_database(server, "audiosvc_bench"))
-            # Limits lifted as an operator would for a trusted client. h's slow uploads come from
-            # an address each, so the per-address upload limit would not bind them anyway.
-            stack = Stack(
-                run_dir=inputs / "stack",
-                port=free_port(),
-                use_nginx=True,
-                env={
-                    "DATABASE_URL": database,
-                    "MAX_UPLOAD_BYTES": str(2 * GIB),
-                    "SPOOL_DIR": str(scratch),
-                    "USER_RATE_LIMIT": "100000r/s",
-                    "UPLOAD_RATE_LIMIT": "100000r/s",
-                    "UPLOAD_CONN_LIMIT": CONN_LIMIT_LIFTED,
-                    "MAX_OPEN_UPLOADS": "1000",
-                },
+            # h's slow uploads come from an address each, so the per-address upload limit would
+            # not bind them anyway.
+            stack, database = resources.enter_context(
+                lifted_stack(
+                    os.environ.get("TEST_DATABASE_URL", DEFAULT_SERVER_URL),
+                    inputs / "stack",
+                    scratch,
+                )
             )
-            stack.start()
-            resources.callback(stack.stop)
             base_url = stack.url
         gateway = Gateway(base_url)
         user = gateway.create_user()
@@ -561,6 +510,11 @@ def main() -> None:
                 inputs=inputs,
                 footprint=lambda master: footprint(master).rss,
                 bare=lambda: timed(bare_ffmpeg(seconds_wav(inputs, 600), scratch, options)),
+            ),
+            "k": lambda: (
+                record_cache_rows(stack, database, user, inputs)
+                if stack is not None and database is not None
+                else [("k. record cache", "n/a with BENCH_URL", "", "", "")]
             ),
         }
         for letters, section in sections.items():
