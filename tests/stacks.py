@@ -112,12 +112,12 @@ def new_user(stack: Gateway) -> dict[str, str]:
 
 
 def upload(
-    stack: Gateway, user: dict[str, str], wav: Any, timeout: float = 300
+    stack: Gateway, user: dict[str, str], wav: Any, timeout: float = 300, name: str = "take.wav"
 ) -> requests.Response:
     """A raw upload through the gateway, the token as Bearer; `wav` is bytes or a file."""
     return requests.post(
         f"{stack.url}/record",
-        params={"user": user["id"], "name": "take.wav"},
+        params={"user": user["id"], "name": name},
         data=wav,
         headers={"Content-Type": "audio/wav", "Authorization": f"Bearer {user['token']}"},
         timeout=timeout,

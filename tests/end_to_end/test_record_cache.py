@@ -30,6 +30,7 @@ from tests.stacks import (
     gateway_under_test,
     needs_nginx,
     new_user,
+    upload,
 )
 
 pytestmark = needs_nginx
@@ -65,13 +66,7 @@ def owner(stack: Gateway) -> dict[str, str]:
 
 def store(stack: Gateway, user: dict[str, str], wav: bytes, name: str = "take.wav") -> str:
     """Upload `wav` for `user`; the record's download URL, as the service hands it out."""
-    answer = requests.post(
-        f"{stack.url}/record",
-        params={"user": user["id"], "name": name},
-        data=wav,
-        headers={"Content-Type": "audio/wav", "Authorization": f"Bearer {user['token']}"},
-        timeout=300,
-    )
+    answer = upload(stack, user, wav, name=name)
     assert answer.status_code == 201, answer.text
     return f"{stack.url}/record?{answer.json()['url'].split('?', 1)[1]}"
 
