@@ -2,8 +2,9 @@
 GET/HEAD /record, nginx/nginx.conf.template).
 
 An answer of get_record may be kept by the gateway, and used without asking again until the end
-of the second in which get_record found the record: `X-Accel-Expires: @<that second>`, an absolute
-time, so a slow answer or a busy gateway never stretches it. Past it, the gateway revalidates
+of the second in which get_record found the record (its clock set back by the margin below):
+`X-Accel-Expires: @<that second>`, an absolute time, so a slow answer or a busy gateway never
+stretches it. Past it, the gateway revalidates
 with get_record first (a 304 from one indexed row). The record was found before any delete of it
 committed, so every cached answer is stale by the end of the second the delete committed in: a
 delete answers once that second, plus a margin for the clocks of the machines involved, is over.
@@ -24,8 +25,10 @@ milliseconds), and how late nginx's cached time may be."""
 
 def fresh_until(found_at: float) -> str:
     """The X-Accel-Expires of an answer about a record found at `found_at` (time.time(), taken
-    before the lookup): fresh in the gateway's cache until the end of that second."""
-    return f"@{math.floor(found_at)}"
+    before the lookup): fresh in the gateway's cache until the end of that second, less the
+    margin (a get_record whose clock runs ahead of add_record's must not name a later second than
+    the one add_record's delete waits out)."""
+    return f"@{math.floor(found_at - CLOCK_MARGIN_S)}"
 
 
 def wait_out_cached_answers(

@@ -71,8 +71,8 @@ class RecordFile:
         ):
             resp.status = falcon.HTTP_NOT_MODIFIED
             return
-        resp.accept_ranges = "bytes"
         start, stop = 0, record.size
+        partial = False
         range_header = req.get_header("Range")
         if range_header is not None and if_range_holds(req.get_header("If-Range"), etag, modified):
             try:
@@ -85,8 +85,12 @@ class RecordFile:
                 ) from None
             if requested is not None:
                 start, stop = requested
+                partial = True
                 resp.status = falcon.HTTP_PARTIAL_CONTENT
                 resp.content_range = (start, stop - 1, record.size)
+        if not partial:
+            # On whole answers only, as nginx sends it (for a static file or from the cache).
+            resp.accept_ranges = "bytes"
         resp.content_type = "audio/mpeg"
         resp.content_length = stop - start
         if send_body:

@@ -7,9 +7,27 @@ import pytest
 from common.http.record_cache import CLOCK_MARGIN_S, fresh_until, wait_out_cached_answers
 
 
-def test_an_answer_is_fresh_to_the_end_of_the_second_of_its_lookup() -> None:
-    assert fresh_until(1_700_000_000.0) == "@1700000000"
+def test_an_answer_is_fresh_to_the_end_of_the_second_of_its_lookup_less_the_margin() -> None:
+    assert fresh_until(1_700_000_000.5) == "@1700000000"
     assert fresh_until(1_700_000_000.999) == "@1700000000"
+    assert fresh_until(1_700_000_000.1) == "@1699999999"
+
+
+@pytest.mark.parametrize("skew", [-CLOCK_MARGIN_S / 2, 0.0, CLOCK_MARGIN_S / 2])
+@pytest.mark.parametrize("deleted_at", [10.001, 10.5, 10.999, 11.2])
+def test_no_answer_found_before_a_delete_is_fresh_after_its_204(
+    skew: float, deleted_at: float
+) -> None:
+    """Clocks apart by less than the margin: get_record's runs `skew` ahead of add_record's, and
+    nginx's as add_record's. An answer about a lookup just before the delete committed is fresh
+    while nginx's second is at most its X-Accel-Expires; the 204 comes after that."""
+    found_at = deleted_at - 0.001 + skew
+    fresh_to_the_end_of = int(fresh_until(found_at).removeprefix("@"))
+    answered: list[float] = []
+    wait_out_cached_answers(
+        deleted_at, clock=lambda: deleted_at, sleep=lambda s: answered.append(deleted_at + s)
+    )
+    assert (answered or [deleted_at])[0] >= fresh_to_the_end_of + 1
 
 
 @pytest.mark.parametrize("deleted_at", [100.0, 100.4, 100.999])
