@@ -19,7 +19,7 @@ from typing import Any
 import requests
 from tusclient.client import TusClient
 
-from devstack.compose import LONG_RUNNING, ROOT, ComposeStack
+from devstack.compose import LONG_RUNNING, RESOLVE_EVERY_S, ROOT, ComposeStack
 from devstack.routes import FUNCTIONS
 from devstack.wavgen import RATE, write_wav
 from tests.compose.probes import container_ids, digests, psql, stored
@@ -294,9 +294,7 @@ def test_scaled_add_record_replicas_all_take_uploads_without_a_gateway_restart(
         assert container_ids(stack, "nginx") == [gateway]
         assert inspect_started(stack, gateway) == gateway_started, "nginx was restarted"
     finally:
-        stack.compose.run(
-            "up", "--detach", "--no-build", "--no-recreate", "--scale", "add_record=1"
-        )
+        scale_back_to_one(stack)
 
 
 class SlowFile(io.BytesIO):
@@ -362,9 +360,15 @@ def test_a_resumable_upload_lives_through_restarts_of_each_add_record_replica(
         assert posted.status_code == 201, posted.text
         assert mp3 == requests.get(posted.json()["url"], timeout=60).content
     finally:
-        stack.compose.run(
-            "up", "--detach", "--no-build", "--no-recreate", "--scale", "add_record=1"
-        )
+        scale_back_to_one(stack)
+
+
+def scale_back_to_one(stack: ComposeStack) -> None:
+    """One add_record replica again, once nginx has let go of the others: until its resolver
+    sees a stopped replica's name gone (every second), a request may still be sent to its
+    address, and waits out the 5 s connect timeout there (504)."""
+    stack.compose.run("up", "--detach", "--no-build", "--no-recreate", "--scale", "add_record=1")
+    time.sleep(RESOLVE_EVERY_S)
 
 
 def docker_logs(container: str) -> str:
